@@ -30,29 +30,43 @@ pub const NOT_BEFORE_SKEW_SECS: i64 = 300;
 /// Errors from key and certificate handling.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// OpenSSL failed.
     #[error("{context}: {source}")]
     Crypto {
+        /// What was being done.
         context: String,
+        /// OpenSSL's errors.
         #[source]
         source: ErrorStack,
     },
+    /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The error.
         #[source]
         source: std::io::Error,
     },
+    /// A private key file that others may read.
     #[error(
         "private key file {} has mode {mode:04o}: other users may read it; \
          expected 0600 (fix with `chmod 600 {}`)",
         path.display(),
         path.display()
     )]
-    KeyFileMode { path: PathBuf, mode: u32 },
+    KeyFileMode {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Anything else, described.
     #[error("{0}")]
     Invalid(String),
 }
 
+/// Results of this module.
 pub type Result<T, E = PkiError> = std::result::Result<T, E>;
 
 /// Attaches a description of what was being done to an OpenSSL error.
@@ -217,7 +231,9 @@ pub fn random_serial() -> Result<Asn1Integer> {
 /// Validity window of an issued certificate, in Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
+    /// `notBefore`.
     pub not_before: i64,
+    /// `notAfter`.
     pub not_after: i64,
 }
 
@@ -243,10 +259,15 @@ pub fn unix_now() -> i64 {
 /// What a TLS server certificate must name.
 #[derive(Debug, Clone)]
 pub struct ServerCertSpec {
+    /// Subject common name (a service's name).
     pub common_name: String,
+    /// Subject organisation, if any.
     pub organization: Option<String>,
+    /// DNS names for subjectAltName.
     pub dns_names: Vec<String>,
+    /// IP addresses for subjectAltName.
     pub ip_addresses: Vec<IpAddr>,
+    /// Validity from now, in days.
     pub days: u32,
 }
 
@@ -267,9 +288,19 @@ impl std::fmt::Debug for CertificateAuthority {
 impl CertificateAuthority {
     /// A new self-signed root CA with a fresh P-256 key.
     pub fn create_root(common_name: &str, organization: Option<&str>, days: u32) -> Result<Self> {
+        Self::create_root_with_validity(common_name, organization, Validity::days_from_now(days))
+    }
+
+    /// A new self-signed root CA with a fresh P-256 key, valid for `validity`
+    /// (test vectors need roots valid at a fixed past time).
+    pub fn create_root_with_validity(
+        common_name: &str,
+        organization: Option<&str>,
+        validity: Validity,
+    ) -> Result<Self> {
         let key = generate_p256_key()?;
         let name = x509_name(common_name, organization)?;
-        let mut builder = cert_builder(&name, &name, &key, Validity::days_from_now(days))?;
+        let mut builder = cert_builder(&name, &name, &key, validity)?;
         builder
             .append_extension(
                 BasicConstraints::new()
@@ -330,10 +361,12 @@ impl CertificateAuthority {
         write_certs_pem(cert_path, &[&self.cert])
     }
 
+    /// The CA's certificate.
     pub fn certificate(&self) -> &X509 {
         &self.cert
     }
 
+    /// The CA's private key.
     pub fn key(&self) -> &PKey<Private> {
         &self.key
     }
@@ -345,9 +378,23 @@ impl CertificateAuthority {
         organization: Option<&str>,
         days: u32,
     ) -> Result<CertificateAuthority> {
+        self.issue_intermediate_with_validity(
+            common_name,
+            organization,
+            Validity::days_from_now(days),
+        )
+    }
+
+    /// As [`CertificateAuthority::issue_intermediate`], valid for `validity`.
+    pub fn issue_intermediate_with_validity(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+        validity: Validity,
+    ) -> Result<CertificateAuthority> {
         let key = generate_p256_key()?;
         let name = x509_name(common_name, organization)?;
-        let mut builder = self.leaf_builder(&name, &key, Validity::days_from_now(days))?;
+        let mut builder = self.leaf_builder(&name, &key, validity)?;
         builder
             .append_extension(
                 BasicConstraints::new()
@@ -510,6 +557,13 @@ pub fn names_ip(cert: &X509Ref, ip: IpAddr) -> bool {
         .is_some_and(|names| names.iter().any(|n| n.ipaddress() == Some(&want[..])))
 }
 
+/// Unix seconds of an ASN.1 time.
+pub fn asn1_time_to_unix(t: &openssl::asn1::Asn1TimeRef) -> Result<i64> {
+    let epoch = Asn1Time::from_unix(0).context("the epoch")?;
+    let diff = epoch.diff(t).context("comparing times")?;
+    Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
+
 /// Seconds until the certificate's `notAfter` (negative once expired).
 pub fn seconds_until_expiry(cert: &X509Ref) -> Result<i64> {
     let now = Asn1Time::days_from_now(0).context("current time")?;
@@ -602,6 +656,14 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn asn1_times_convert_to_unix_seconds() {
+        for secs in [0, 1_795_548_840, 4_102_444_800] {
+            let t = Asn1Time::from_unix(secs).unwrap();
+            assert_eq!(asn1_time_to_unix(&t).unwrap(), secs);
+        }
     }
 
     #[test]

@@ -1,0 +1,6 @@
+/* Must not compile in a confined build, and the error must not show the file. */
+static const char leaked[] = {
+#include "/etc/passwd"
+};
+
+int main(void) { return (int)sizeof leaked; }

@@ -1,0 +1,48 @@
+/* A program that behaves: reports what it sees of its compartment. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int main(void) {
+    char cwd[4096], host[256];
+    int env_count = 0, high_fds = 0;
+
+    for (char **e = environ; *e != NULL; e++) {
+        printf("ENV %s\n", *e);
+        env_count++;
+    }
+    for (int fd = 4; fd < 1024; fd++) {
+        if (fcntl(fd, F_GETFD) != -1) {
+            printf("FD %d open\n", fd);
+            high_fds++;
+        }
+    }
+    if (getcwd(cwd, sizeof cwd) == NULL) strcpy(cwd, "?");
+    if (gethostname(host, sizeof host) != 0) strcpy(host, "?");
+    printf("PID %d\nUID %d\nGID %d\nCWD %s\nHOST %s\nENVCOUNT %d\nHIGHFDS %d\n",
+           (int)getpid(), (int)getuid(), (int)getgid(), cwd, host, env_count, high_fds);
+
+    FILE *f = fopen("output.txt", "w");
+    if (f == NULL || fputs("written inside\n", f) == EOF || fclose(f) != 0) {
+        printf("FAILED writing output.txt: %s\n", strerror(errno));
+        return 2;
+    }
+    printf("OK wrote output.txt\n");
+
+    const char *chan = getenv("ATTESTABLE_FD");
+    if (chan != NULL) {
+        int fd = atoi(chan);
+        if (write(fd, "ready\n", 6) != 6) {
+            printf("FAILED writing to fd %d: %s\n", fd, strerror(errno));
+            return 2;
+        }
+        printf("OK wrote to fd %d\n", fd);
+    }
+    printf("hello from the sandbox\n");
+    return 0;
+}

@@ -1,0 +1,15 @@
+//! The attestable launcher: stores uploaded C programs, builds them with a
+//! toolchain profile, runs them supervised behind a compartment seam, and
+//! serves it all over HTTPS. See `docs/ARCHITECTURE.md` for the map.
+
+pub mod access;
+pub mod api;
+pub mod compartment;
+pub mod config;
+pub mod paths;
+pub mod platform;
+pub mod records;
+pub mod serve;
+pub mod supervisor;
+pub mod tls;
+pub mod toolchain;

@@ -1,0 +1,263 @@
+//! `launcher serve`: start-up, serving, and orderly shutdown.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use attestable_data::https;
+use attestable_data::pki::write_atomic;
+use programs_db::Db;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::access::ApiToken;
+use crate::api::{self, App};
+use crate::compartment::Compartment;
+use crate::compartment::unconfined::Unconfined;
+use crate::config::Config;
+use crate::paths::DataDir;
+use crate::records::Records;
+use crate::supervisor::Supervisor;
+use crate::tls::{self, ServerNames};
+use crate::toolchain::Builder;
+
+/// Time live runs get to be stopped and recorded at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub config: Option<PathBuf>,
+    pub camb_compat: bool,
+}
+
+/// Refuses addresses beyond loopback unless configured, and the token-less
+/// CAMB routes anywhere but loopback.
+pub fn check_listen(listen: SocketAddr, config: &Config, camb_compat: bool) -> anyhow::Result<()> {
+    let loopback = listen.ip().is_loopback();
+    if camb_compat && !loopback {
+        bail!(
+            "--camb-compat serves the CAMB routes without a token, so it is allowed only on a \
+             loopback address (127.0.0.1 or ::1); {listen} is not one"
+        );
+    }
+    if !loopback && !config.server.allow_non_loopback {
+        bail!(
+            "refusing to listen on {listen}: not a loopback address; set \
+             `allow_non_loopback = true` in the [server] section of the configuration to allow it"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
+    let config = Config::load(options.config.as_deref())?;
+    check_listen(options.listen, &config, options.camb_compat)?;
+    let data = DataDir::new(&options.data);
+    data.create()
+        .with_context(|| format!("creating the data folder {}", data.root().display()))?;
+    let _lock = DataLock::acquire(&data.lock_file())?;
+    remove_if_present(&data.addr_file())?;
+
+    let names = ServerNames::for_listen(
+        options.listen.ip(),
+        &config.server.tls_dns_names,
+        &config.server.tls_ip_addresses,
+    );
+    let pki = tls::ensure(&data, &names)?;
+    let token = ApiToken::load_or_create(&data.api_token())?;
+
+    let mut db = Db::open(data.root())?;
+    let recovery = db.recover()?;
+    if recovery != Default::default() {
+        tracing::warn!(
+            interrupted_runs = ?recovery.interrupted_runs,
+            interrupted_builds = ?recovery.interrupted_builds,
+            orphan_files = recovery.orphan_files,
+            stray_files = recovery.stray_files,
+            "recovered from an unclean stop"
+        );
+    }
+    let cleared = data.clear_work_dirs()?;
+    if cleared > 0 {
+        tracing::warn!(folders = cleared, "removed leftover work folders");
+    }
+    let records = Records::new(db);
+
+    let compartment: Arc<dyn Compartment> = Arc::new(Unconfined);
+    let described = compartment.describe();
+    if described.insecure {
+        tracing::warn!(
+            backend = %described.backend,
+            "programs run without a compartment: they are not isolated from this host"
+        );
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let builder = Arc::new(Builder::new(
+        records.clone(),
+        compartment.clone(),
+        data.clone(),
+        config.builds.clone(),
+        config.profiles(),
+        config.default_profile(),
+        shutdown_rx.clone(),
+    ));
+    let supervisor = Supervisor::new(
+        records.clone(),
+        compartment.clone(),
+        data.clone(),
+        config.runs.max_concurrent,
+        config.runs.max_queued,
+        config.runs.output_limit_bytes,
+    );
+    let app = Arc::new(App {
+        records,
+        builder,
+        supervisor: supervisor.clone(),
+        token,
+        camb_compat: options.camb_compat,
+        root_pem: String::from_utf8_lossy(&pki.root_pem).into_owned(),
+        platform: crate::platform::probe(),
+        compartment: described,
+        config,
+    });
+    let router = api::router(app);
+    let acceptor = https::tls_acceptor(&pki.chain, &pki.key)?;
+
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    write_atomic(&data.addr_file(), addr.to_string().as_bytes(), 0o644)?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on https://{addr}")?;
+        stdout.flush()?;
+    }
+    tracing::info!(%addr, data = %data.root().display(), camb_compat = options.camb_compat, "serving");
+
+    tokio::spawn(forward_signals(shutdown_tx));
+    let mut server = tokio::spawn(https::serve(
+        listener,
+        acceptor,
+        router,
+        https::ServeOptions::default(),
+        until_true(shutdown_rx.clone()),
+    ));
+    let mut stopping = shutdown_rx.clone();
+    let early = tokio::select! {
+        _ = stopping.wait_for(|stop| *stop) => None,
+        result = &mut server => Some(result),
+    };
+    tracing::info!("shutting down");
+    supervisor.shutdown(SHUTDOWN_GRACE).await;
+    let served = match early {
+        Some(result) => result,
+        None => server.await,
+    };
+    remove_if_present(&data.addr_file())?;
+    served.context("the server task failed")??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn until_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn forward_signals(tx: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the launcher with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "stop requested");
+    let _ = tx.send(true);
+}
+
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// An exclusive `flock` on `<data>/launcher.lock`, held while serving: two
+/// daemons on one data folder would corrupt each other's runs.
+struct DataLock(#[allow(dead_code)] fs::File);
+
+impl DataLock {
+    fn acquire(path: &Path) -> anyhow::Result<Self> {
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: plain syscall on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let holder = fs::read_to_string(path).unwrap_or_default();
+            bail!(
+                "another launcher (pid {}) is using the data folder {}",
+                holder.trim(),
+                path.parent().unwrap_or(path).display()
+            );
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(Self(file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_are_checked() {
+        let config = Config::default();
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:0".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        assert!(check_listen(lo, &config, false).is_ok());
+        assert!(check_listen(lo6, &config, true).is_ok());
+        let err = check_listen(any, &config, false).unwrap_err().to_string();
+        assert!(err.contains("allow_non_loopback"), "{err}");
+        let open = Config::parse("[server]\nallow_non_loopback = true\n", "t").unwrap();
+        assert!(check_listen(any, &open, false).is_ok());
+        let err = check_listen(any, &open, true).unwrap_err().to_string();
+        assert!(err.contains("--camb-compat"), "{err}");
+    }
+
+    #[test]
+    fn the_data_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("launcher.lock");
+        let held = DataLock::acquire(&path).unwrap();
+        let err = DataLock::acquire(&path).err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        DataLock::acquire(&path).unwrap();
+    }
+}

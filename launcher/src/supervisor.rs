@@ -1,0 +1,508 @@
+//! Run supervision: a FIFO queue in front of a fixed number of slots, one
+//! task per run that starts it through the compartment, enforces its time
+//! limit, captures bounded output, and records every status change.
+//!
+//! Runs do not depend on the HTTP request that created them. Cancel and
+//! shutdown reach a run through its stop signal; the run's own task records
+//! the outcome, so each run has exactly one writer.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use programs_db::{
+    Captured, EndStatus, Run, RunEnd, RunStatus, RunUpdate, SYSTEM_ACTOR, Sha256Hex,
+};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::compartment::capture::{capture, drain, give_up_after};
+use crate::compartment::{Compartment, Executable, Limits, OutputMode, Role, SpawnSpec};
+use crate::paths::{DataDir, create_private_dir, remove_tree};
+use crate::records::{Records, RecordsError};
+
+/// Time to collect output once a run's process group is gone.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Why a live run is being stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// Cancelled by a client (the actor, for the audit log).
+    Cancel(String),
+    /// The launcher is shutting down.
+    Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the launcher is shutting down and accepts no new runs")]
+    ShuttingDown,
+    #[error("too many runs: {live} are queued or running, the limit is {limit}")]
+    QueueFull { live: usize, limit: usize },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("run {0} not found")]
+    NotFound(i64),
+    #[error("run {id} already ended ({status})")]
+    AlreadyEnded { id: i64, status: RunStatus },
+    #[error("run {0} is not under supervision (it is being created); retry")]
+    NotSupervised(i64),
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+}
+
+/// What a run needs besides its row.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub run: Run,
+    /// `argv[0]` for the program (its name without `.c`).
+    pub argv0: String,
+    /// The executable the build produced; re-measured before exec.
+    pub executable_sha256: Sha256Hex,
+}
+
+struct LiveRun {
+    stop: watch::Sender<Option<Stop>>,
+    done: watch::Receiver<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    records: Records,
+    compartment: Arc<dyn Compartment>,
+    data: DataDir,
+    slots: Arc<Semaphore>,
+    max_live: usize,
+    output_limit: usize,
+    live: Mutex<HashMap<i64, LiveRun>>,
+    accepting: AtomicBool,
+}
+
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("live", &self.live_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// `max_concurrent` runs at once; up to `max_queued` more wait their turn.
+    pub fn new(
+        records: Records,
+        compartment: Arc<dyn Compartment>,
+        data: DataDir,
+        max_concurrent: usize,
+        max_queued: usize,
+        output_limit: usize,
+    ) -> Self {
+        let max_concurrent = max_concurrent.max(1);
+        Self {
+            inner: Arc::new(Inner {
+                records,
+                compartment,
+                data,
+                slots: Arc::new(Semaphore::new(max_concurrent)),
+                max_live: max_concurrent + max_queued,
+                output_limit,
+                live: Mutex::new(HashMap::new()),
+                accepting: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<i64, LiveRun>> {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs queued or running now.
+    pub fn live_count(&self) -> usize {
+        self.live().len()
+    }
+
+    /// Whether a new run may be created now.
+    pub fn admit(&self) -> Result<(), SubmitError> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let live = self.live_count();
+        if live >= self.inner.max_live {
+            return Err(SubmitError::QueueFull {
+                live,
+                limit: self.inner.max_live,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes charge of a queued run.
+    pub fn submit(&self, launch: Launch) {
+        let id = launch.run.id;
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let (done_tx, done_rx) = watch::channel(false);
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            // Shutdown began after admission: the run never starts.
+            let _ = stop_tx.send(Some(Stop::Shutdown));
+        }
+        self.live().insert(
+            id,
+            LiveRun {
+                stop: stop_tx,
+                done: done_rx,
+                task: None,
+            },
+        );
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let (actor, end) = inner.execute(&launch, stop_rx).await;
+            let status = end.status;
+            let records = inner.records.clone();
+            if let Err(err) = records
+                .call(move |db| db.update_run(&actor, id, RunUpdate::Ended(end)))
+                .await
+            {
+                tracing::error!(run = id, error = %err, "recording the end of a run failed");
+            } else {
+                tracing::info!(run = id, status = %RunStatus::from(status), "run ended");
+            }
+            inner
+                .live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            let _ = done_tx.send(true);
+        });
+        if let Some(live) = self.live().get_mut(&id) {
+            live.task = Some(task);
+        }
+    }
+
+    /// Stops a live run and waits (bounded) until its end is recorded.
+    pub async fn cancel(&self, id: i64, actor: &str) -> Result<Run, CancelError> {
+        let done = {
+            let live = self.live();
+            live.get(&id).map(|run| {
+                run.stop.send_if_modified(|stop| {
+                    if stop.is_none() {
+                        *stop = Some(Stop::Cancel(actor.to_owned()));
+                        true
+                    } else {
+                        false
+                    }
+                });
+                run.done.clone()
+            })
+        };
+        let Some(mut done) = done else {
+            let run = self
+                .inner
+                .records
+                .call(move |db| db.run(id))
+                .await
+                .map_err(|err| match err {
+                    RecordsError::Db(programs_db::DbError::NotFound { .. }) => {
+                        CancelError::NotFound(id)
+                    }
+                    other => CancelError::Records(other),
+                })?;
+            return Err(if run.status.is_terminal() {
+                CancelError::AlreadyEnded {
+                    id,
+                    status: run.status,
+                }
+            } else {
+                CancelError::NotSupervised(id)
+            });
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(30), done.wait_for(|d| *d)).await;
+        Ok(self.inner.records.call(move |db| db.run(id)).await?)
+    }
+
+    /// Waits until run `id` has ended and its end is recorded, at most `limit`.
+    /// True if it has ended (or was never live here).
+    pub async fn wait_for_end(&self, id: i64, limit: Duration) -> bool {
+        let done = self.live().get(&id).map(|run| run.done.clone());
+        match done {
+            None => true,
+            Some(mut done) => tokio::time::timeout(limit, done.wait_for(|d| *d))
+                .await
+                .is_ok_and(|r| r.is_ok()),
+        }
+    }
+
+    /// Stops accepting runs, ends every live one as `interrupted`, and waits
+    /// (at most `grace`) for their ends to be recorded.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut live = self.live();
+            live.values_mut()
+                .filter_map(|run| {
+                    run.stop.send_replace(Some(Stop::Shutdown));
+                    run.task.take()
+                })
+                .collect()
+        };
+        if tasks.is_empty() {
+            return;
+        }
+        tracing::info!(runs = tasks.len(), "interrupting live runs");
+        if tokio::time::timeout(grace, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!("some runs did not finish recording within the shutdown grace period");
+        }
+    }
+}
+
+/// Resolves when a stop is requested; never if the sender is gone.
+async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    loop {
+        if let Some(reason) = stop.borrow_and_update().clone() {
+            return reason;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+fn stop_end(reason: &Stop) -> (String, EndStatus, String) {
+    match reason {
+        Stop::Cancel(actor) => (
+            actor.clone(),
+            EndStatus::Cancelled,
+            format!("cancelled by {actor}"),
+        ),
+        Stop::Shutdown => (
+            SYSTEM_ACTOR.to_owned(),
+            EndStatus::Interrupted,
+            "the launcher shut down while the run was live".to_owned(),
+        ),
+    }
+}
+
+fn failure(message: String) -> (String, RunEnd) {
+    (
+        SYSTEM_ACTOR.to_owned(),
+        RunEnd::without_output(EndStatus::Failed, Some(message)),
+    )
+}
+
+impl Inner {
+    /// Takes a run from `queued` to its end; returns who ended it and how.
+    async fn execute(
+        &self,
+        launch: &Launch,
+        mut stop: watch::Receiver<Option<Stop>>,
+    ) -> (String, RunEnd) {
+        let run = &launch.run;
+        let id = run.id;
+        // Queued: wait for a slot (FIFO) unless stopped first.
+        let _slot = tokio::select! {
+            slot = self.slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return failure("the run queue is closed".into()),
+            },
+            reason = stopped(&mut stop) => {
+                let (actor, status, message) = stop_end(&reason);
+                return (actor, RunEnd::without_output(status, Some(message)));
+            }
+        };
+        if let Err(err) = self
+            .records
+            .call(move |db| db.update_run(SYSTEM_ACTOR, id, RunUpdate::Starting))
+            .await
+        {
+            return failure(format!("marking the run starting: {err}"));
+        }
+
+        let limits: Limits = match serde_json::from_str(&run.limits_json) {
+            Ok(limits) => limits,
+            Err(err) => return failure(format!("the run's limits do not parse: {err}")),
+        };
+        let (exe, measured) = match self.open_measured(&launch.executable_sha256).await {
+            Ok(pair) => pair,
+            Err(message) => return failure(message),
+        };
+        if measured != launch.executable_sha256 {
+            return failure(format!(
+                "the stored executable of build {} has SHA-256 {measured}, expected {}: \
+                 the store was modified; rebuild the program",
+                run.build_id, launch.executable_sha256
+            ));
+        }
+        let work = self.data.run_dir(id);
+        if let Err(err) = create_private_dir(&work) {
+            return failure(format!("creating the run folder: {err}"));
+        }
+        let result = self
+            .start_and_watch(launch, exe, measured, limits, &work, &mut stop)
+            .await;
+        let _ = tokio::task::spawn_blocking(move || remove_tree(&work)).await;
+        result
+    }
+
+    /// Opens the stored executable and hashes the bytes behind that very descriptor.
+    async fn open_measured(&self, sha: &Sha256Hex) -> Result<(OwnedFd, Sha256Hex), String> {
+        let files = self.records.files().clone();
+        let sha = sha.clone();
+        tokio::task::spawn_blocking(move || {
+            let file = files
+                .open_blob(&sha)
+                .map_err(|e| format!("opening the executable: {e}"))?;
+            let measured = Sha256Hex::of_reader(&file)
+                .map_err(|e| format!("measuring the executable: {e}"))?;
+            Ok((OwnedFd::from(file), measured))
+        })
+        .await
+        .map_err(|e| format!("measuring the executable: {e}"))?
+    }
+
+    async fn start_and_watch(
+        &self,
+        launch: &Launch,
+        exe: OwnedFd,
+        measured: Sha256Hex,
+        limits: Limits,
+        work: &std::path::Path,
+        stop: &mut watch::Receiver<Option<Stop>>,
+    ) -> (String, RunEnd) {
+        let run = &launch.run;
+        let id = run.id;
+        let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(err) => return failure(format!("creating the channel: {err}")),
+        };
+        let mut argv = vec![launch.argv0.clone()];
+        argv.extend(run.args.iter().cloned());
+        let spec = SpawnSpec {
+            role: Role::Run,
+            executable: Executable::Fd(exe),
+            argv,
+            env: Vec::new(),
+            cwd: work.to_path_buf(),
+            limits,
+            channel: Some(OwnedFd::from(theirs)),
+            output: OutputMode::Separate,
+        };
+        let mut child = match self.compartment.spawn(spec) {
+            Ok(child) => child,
+            Err(err) => return failure(format!("starting the program: {err}")),
+        };
+        let pid = child.pid();
+        let update = RunUpdate::Running {
+            pid,
+            executable_sha256: measured,
+        };
+        if let Err(err) = self
+            .records
+            .call(move |db| db.update_run(SYSTEM_ACTOR, id, update))
+            .await
+        {
+            child.kill_group();
+            let _ = child.wait().await;
+            return failure(format!("marking the run running: {err}"));
+        }
+        tracing::info!(run = id, pid, "run started");
+
+        // The channel: kept open for the run's lifetime, its input discarded
+        // until the broker (a later issue) speaks the protocol on it.
+        let channel = ours
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(ours));
+        let channel_task = match channel {
+            Ok(stream) => tokio::spawn(drain(stream)),
+            Err(err) => {
+                child.kill_group();
+                let _ = child.wait().await;
+                return failure(format!("setting up the channel: {err}"));
+            }
+        };
+        let (give_up_tx, give_up) = watch::channel(false);
+        let stdout = child
+            .take_stdout()
+            .map(|p| tokio::spawn(capture(p, self.output_limit, give_up.clone())));
+        let stderr = child
+            .take_stderr()
+            .map(|p| tokio::spawn(capture(p, self.output_limit, give_up)));
+
+        let time_limit = Duration::from_secs(run.time_limit_s.into());
+        enum Why {
+            Exited,
+            TimedOut,
+            Stopped(Stop),
+        }
+        let why = tokio::select! {
+            _ = child.wait() => Why::Exited,
+            _ = tokio::time::sleep(time_limit) => Why::TimedOut,
+            reason = stopped(stop) => Why::Stopped(reason),
+        };
+        if !matches!(why, Why::Exited) {
+            child.kill_group();
+        }
+        let status = child.wait().await;
+        let stop_reading = give_up_after(give_up_tx, OUTPUT_GRACE);
+        let collect = |task: Option<JoinHandle<Captured>>| async move {
+            match task {
+                Some(task) => task.await.unwrap_or_default(),
+                None => Captured::default(),
+            }
+        };
+        let (stdout, stderr) = tokio::join!(collect(stdout), collect(stderr));
+        stop_reading.abort();
+        channel_task.abort();
+
+        let (exit_code, signal) = match &status {
+            Ok(status) => (status.code(), status.signal()),
+            Err(_) => (None, None),
+        };
+        let (actor, status, error) = match why {
+            Why::Exited => match status {
+                Ok(_) => (SYSTEM_ACTOR.to_owned(), EndStatus::Exited, None),
+                Err(err) => (
+                    SYSTEM_ACTOR.to_owned(),
+                    EndStatus::Failed,
+                    Some(format!("waiting for the program: {err}")),
+                ),
+            },
+            Why::TimedOut => (
+                SYSTEM_ACTOR.to_owned(),
+                EndStatus::TimedOut,
+                Some(format!(
+                    "stopped at its time limit of {} s",
+                    run.time_limit_s
+                )),
+            ),
+            Why::Stopped(reason) => {
+                let (actor, status, message) = stop_end(&reason);
+                (actor, status, Some(message))
+            }
+        };
+        (
+            actor,
+            RunEnd {
+                status,
+                exit_code,
+                signal,
+                error,
+                stdout,
+                stderr,
+            },
+        )
+    }
+}

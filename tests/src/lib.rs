@@ -1,0 +1,558 @@
+//! Harness for end-to-end tests: real daemons on loopback, real files.
+//!
+//! - [`workspace_bin`] finds a binary of the workspace, building its package
+//!   once per test process (`$CARGO build --bins -p <package>`; cargo's own
+//!   lock makes concurrent test processes safe).
+//! - [`Launcher`] starts `launcher serve` on `127.0.0.1:0` with a fresh data
+//!   folder, waits for `<data>/launcher.addr`, and offers a `reqwest` client
+//!   that trusts exactly `<data>/pki/root.pem` and sends the API token. On drop
+//!   it stops the daemon (SIGTERM, then SIGKILL) and checks that it exited; a
+//!   failing test prints the daemon's log.
+//!
+//! Other suites (services, CLI) extend this crate: add a struct like
+//! [`Launcher`] per process kind, reusing [`workspace_bin`] and [`Daemon`].
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Generous bound for waiting on a daemon to start or stop.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Generous bound for waiting on a run to end.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The C test programs, `tests/programs/<name>`.
+pub fn program_source(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("programs")
+        .join(name);
+    fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// `target/<profile>`, from where this test binary lives
+/// (`target/<profile>/deps/<test>-<hash>`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary has a folder");
+    let dir = if deps.file_name().is_some_and(|n| n == "deps") {
+        deps.parent().expect("deps has a parent")
+    } else {
+        deps
+    };
+    dir.to_path_buf()
+}
+
+/// The path of binary `bin` of workspace package `package`, built (once per
+/// test process) with the profile the tests were built with.
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let result = built
+        .entry(package.to_owned())
+        .or_insert_with(|| build_package(package));
+    if let Err(message) = result {
+        panic!("{message}");
+    }
+    let path = profile_dir().join(bin);
+    assert!(
+        path.is_file(),
+        "{} was not produced by building package {package}",
+        path.display()
+    );
+    path
+}
+
+fn build_package(package: &str) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let profile = profile_dir();
+    let mut command = Command::new(&cargo);
+    command
+        .arg("build")
+        .arg("--bins")
+        .arg("-p")
+        .arg(package)
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"));
+    match profile.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(other) => {
+            command.arg("--profile").arg(other);
+        }
+    }
+    if let Some(target) = profile.parent() {
+        command.arg("--target-dir").arg(target);
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("running {cargo:?} build: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "building package {package} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// A child process whose stderr goes to a log file, stopped on drop.
+pub struct Daemon {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `program args…` with stdout piped (returned for reading) and
+    /// stderr appended to `log`.
+    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Self {
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// What the daemon printed on stdout so far (blocks until it closes stdout).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut().and_then(|c| c.stdout.take())
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` and waits for the exit (killing it after `limit`).
+    pub fn stop_with(&mut self, signal: libc::c_int, limit: Duration) -> ExitStatus {
+        let Some(mut child) = self.child.take() else {
+            panic!("{} was already stopped", self.name);
+        };
+        // SAFETY: plain syscall on our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let deadline = Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let status = child.wait().expect("waiting for a killed daemon");
+                    panic!(
+                        "{} did not stop within {limit:?} of signal {signal}; killed ({status})\n{}",
+                        self.name,
+                        self.log()
+                    );
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, and the exit status must be success.
+    pub fn stop(&mut self) {
+        let status = self.stop_with(libc::SIGTERM, STARTUP_TIMEOUT);
+        assert!(
+            status.success(),
+            "{} exited with {status} after SIGTERM\n{}",
+            self.name,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- log of {} ----\n{}", self.name, self.log());
+        }
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain syscall on our own child.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if !std::thread::panicking() {
+                panic!("{} ignored SIGTERM for 20 s and was killed", self.name);
+            }
+        }
+    }
+}
+
+/// Options for starting a launcher.
+#[derive(Debug, Default, Clone)]
+pub struct LauncherOptions {
+    /// TOML configuration written to `<tmp>/launcher.toml`.
+    pub config: Option<String>,
+    pub camb_compat: bool,
+    /// Listen address; default `127.0.0.1:0`.
+    pub listen: Option<String>,
+}
+
+/// A running `launcher serve` with its own data folder.
+pub struct Launcher {
+    daemon: Daemon,
+    tmp: tempfile::TempDir,
+    options: LauncherOptions,
+    addr: SocketAddr,
+    token: String,
+    root_pem: Vec<u8>,
+    client: reqwest::Client,
+}
+
+impl Launcher {
+    /// Starts a launcher with the defaults.
+    pub fn start() -> Self {
+        Self::start_with(LauncherOptions::default())
+    }
+
+    pub fn start_with(options: LauncherOptions) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("launcher-test-")
+            .tempdir()
+            .expect("temporary folder");
+        Self::start_in(tmp, options)
+    }
+
+    fn start_in(tmp: tempfile::TempDir, options: LauncherOptions) -> Self {
+        let data = tmp.path().join("data");
+        let addr_file = data.join("launcher.addr");
+        let _ = fs::remove_file(&addr_file);
+        let mut args = vec![
+            "serve".to_owned(),
+            "--data".to_owned(),
+            data.display().to_string(),
+            "--listen".to_owned(),
+            options
+                .listen
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:0".into()),
+        ];
+        if let Some(config) = &options.config {
+            let path = tmp.path().join("launcher.toml");
+            fs::write(&path, config).expect("writing the configuration");
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
+        if options.camb_compat {
+            args.push("--camb-compat".into());
+        }
+        let bin = workspace_bin("launcher", "launcher");
+        let mut daemon = Daemon::spawn("launcher", &bin, &args, &tmp.path().join("launcher.log"));
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let addr = loop {
+            let written = fs::read_to_string(&addr_file).ok();
+            if let Some(addr) = written.and_then(|text| text.trim().parse::<SocketAddr>().ok()) {
+                break addr;
+            }
+            if let Some(status) = daemon.try_status() {
+                panic!(
+                    "the launcher exited ({status}) before serving\n{}",
+                    daemon.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the launcher did not write {} within {STARTUP_TIMEOUT:?}\n{}",
+                addr_file.display(),
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let token = fs::read_to_string(data.join("api-token"))
+            .expect("api-token")
+            .trim()
+            .to_owned();
+        let root_pem = fs::read(data.join("pki/root.pem")).expect("pki/root.pem");
+        let client = client(&root_pem, Some(&token));
+        Self {
+            daemon,
+            tmp,
+            options,
+            addr,
+            token,
+            root_pem,
+            client,
+        }
+    }
+
+    /// Stops the daemon (SIGTERM, must exit 0) and starts it again on the
+    /// same data folder and configuration.
+    pub fn restart(self) -> Self {
+        let Self {
+            mut daemon,
+            tmp,
+            options,
+            ..
+        } = self;
+        daemon.stop();
+        drop(daemon);
+        Self::start_in(tmp, options)
+    }
+
+    /// Kills the daemon with SIGKILL (a crash) and starts it again.
+    pub fn crash_and_restart(self) -> Self {
+        let Self {
+            mut daemon,
+            tmp,
+            options,
+            ..
+        } = self;
+        daemon.stop_with(libc::SIGKILL, STARTUP_TIMEOUT);
+        drop(daemon);
+        Self::start_in(tmp, options)
+    }
+
+    /// Stops the daemon (SIGTERM, must exit 0) and keeps the data folder
+    /// for inspection.
+    pub fn stop(self) -> tempfile::TempDir {
+        let Self {
+            mut daemon, tmp, ..
+        } = self;
+        daemon.stop();
+        drop(daemon);
+        tmp
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn root_pem(&self) -> &[u8] {
+        &self.root_pem
+    }
+
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
+    }
+
+    /// `https://127.0.0.1:PORT{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    /// A client that trusts the launcher's root and sends the token.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// A client that trusts the launcher's root and sends no token.
+    pub fn anonymous(&self) -> reqwest::Client {
+        client(&self.root_pem, None)
+    }
+
+    /// `POST /v1/programs` with `bytes` as file `name`.
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.client
+            .post(self.url("/v1/programs"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Uploads and expects 201; returns the program.
+    pub async fn upload_ok(&self, name: &str, bytes: Vec<u8>) -> Value {
+        expect(self.upload(name, bytes).await, 201).await
+    }
+
+    /// `POST /v1/programs/{id}/builds` and expects 201; returns the build.
+    pub async fn build_ok(&self, program: i64) -> Value {
+        let response = self
+            .client
+            .post(self.url(&format!("/v1/programs/{program}/builds")))
+            .send()
+            .await
+            .expect("build request");
+        expect(response, 201).await
+    }
+
+    /// `POST /v1/programs/{id}/runs` with `body`; expects 202, returns the run.
+    pub async fn run(&self, program: i64, body: Value) -> Value {
+        let response = self
+            .client
+            .post(self.url(&format!("/v1/programs/{program}/runs")))
+            .json(&body)
+            .send()
+            .await
+            .expect("run request");
+        expect(response, 202).await
+    }
+
+    /// `GET path`, expecting `status`; returns the JSON body.
+    pub async fn get(&self, path: &str, status: u16) -> Value {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request");
+        expect(response, status).await
+    }
+
+    /// Polls `GET /v1/runs/{id}` until `done(run)` holds.
+    pub async fn wait_run_until(&self, run: i64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        loop {
+            let value = self.get(&format!("/v1/runs/{run}"), 200).await;
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run} did not reach the expected state within {RUN_TIMEOUT:?}: {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Polls until the run has ended; returns it.
+    pub async fn wait_run(&self, run: i64) -> Value {
+        self.wait_run_until(run, |r| is_terminal(r["status"].as_str().unwrap_or("")))
+            .await
+    }
+}
+
+/// True for the statuses a run never leaves.
+pub fn is_terminal(status: &str) -> bool {
+    !matches!(status, "queued" | "starting" | "running")
+}
+
+/// A client that trusts exactly `root_pem` (no system roots), with the
+/// bearer token if given.
+pub fn client(root_pem: &[u8], token: Option<&str>) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(root_pem).expect("root.pem parses");
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("token is a header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .tls_certs_only([root])
+        .default_headers(headers)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("reqwest client")
+}
+
+/// Checks the status (showing the body when it differs) and returns the JSON body.
+pub async fn expect(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let url = response.url().clone();
+    let text = response.text().await.expect("response body");
+    assert_eq!(got, status, "{url}: expected {status}, got {got}: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{url}: body is not JSON ({e}): {text}"))
+    }
+}
+
+/// Whether process `pid` is alive (not a zombie); Linux only.
+pub fn process_alive(pid: i64) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.contains(") Z "),
+        Err(_) => false,
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Runs `launcher <args>` to completion (for start-up refusals); returns
+/// its status and stderr.
+pub fn launcher_once(args: &[&str]) -> (ExitStatus, String) {
+    let bin = workspace_bin("launcher", "launcher");
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the launcher");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (child.wait().expect("waiting for the launcher"), stderr)
+}

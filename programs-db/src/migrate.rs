@@ -14,10 +14,16 @@ pub(crate) struct Migration {
 }
 
 /// In order; the entry at index `i` produces schema version `i + 1`.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    name: "programs, builds, runs and audit events",
-    sql: include_str!("migrations/0001_programs_builds_runs_audit.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "programs, builds, runs and audit events",
+        sql: include_str!("migrations/0001_programs_builds_runs_audit.sql"),
+    },
+    Migration {
+        name: "build SDK and anchor hashes, run compartments, services, brokered calls",
+        sql: include_str!("migrations/0002_compartments_services_calls.sql"),
+    },
+];
 
 /// The schema version this build of the crate writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::canonical;
 use crate::encoding::UnixTime;
 use crate::envelope::{self, EnvelopeError};
-use crate::policy::{Access, Op, Policy, describe_age, validate_resource};
+use crate::policy::{Access, MAX_RESOURCE_BYTES, Op, Policy, describe_age, validate_resource};
 use crate::proof::{Failure, ProofBuilder, StepFailure, StepName, TrustDecision};
 use crate::verify::{ChainRejection, VerifiedRunCertificate, parse_chain_pem, verify_chain};
 
@@ -558,7 +558,7 @@ impl ServiceVerifier {
             Err(e) => return Err(Outcome::Bad(format!("signed request: {e}"))),
         };
         let body: RequestBody = serde_json::from_slice(&json)
-            .map_err(|e| Outcome::Bad(format!("request body: {e}")))?;
+            .map_err(|e| Outcome::Bad(format!("request body {}", describe_json_error(&e))))?;
         let (nonce, payload) = check_body(&body, op, service).map_err(Outcome::Bad)?;
         let shown = policy.shown_resource(&body.resource);
         proof.held(
@@ -707,7 +707,15 @@ fn check_body(body: &RequestBody, op: Op, service: &str) -> Result<([u8; 16], Ve
             body.service
         ));
     }
-    validate_resource(&body.resource).map_err(|e| format!("request body: resource: {e}"))?;
+    // The path may hold an identifier (a phone): describe it, never echo it.
+    if validate_resource(&body.resource).is_err() {
+        return Err(format!(
+            "request body: resource: expected a path like sales/last of 1 to \
+             {MAX_RESOURCE_BYTES} bytes (segments of A-Z a-z 0-9 . _ ~ + @ = : - separated by \
+             single /, none . or ..), found {} bytes that are not one",
+            body.resource.len()
+        ));
+    }
     let mut nonce = [0u8; 16];
     let lower_hex = body.nonce.len() == 32
         && body
@@ -724,4 +732,102 @@ fn check_body(body: &RequestBody, op: Op, service: &str) -> Result<([u8; 16], Ve
         .decode(&body.payload)
         .map_err(|e| format!("request body: payload is not base64: {e}"))?;
     Ok((nonce, payload))
+}
+
+/// Describes why JSON did not parse as expected without quoting any of its
+/// values: the JSON may be a decrypted request, and a 400 answer travels
+/// back through the relay in clear and into logs. Names of fields and
+/// variants are kept when they look like identifiers (schema words), and
+/// what was expected is kept (it comes from the schema); anything else the
+/// input said is left out. Reads as the rest of a sentence: `"is not JSON
+/// (syntax error at line 1 column 2)"`.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("at line {} column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Io => "could not be read".to_string(),
+        Category::Syntax => format!("is not JSON (syntax error {at})"),
+        Category::Eof => format!("is truncated JSON (it ends {at})"),
+        Category::Data => {
+            let full = e.to_string();
+            let message = full.strip_suffix(&format!(" {at}")).unwrap_or(&full);
+            format!("does not fit: {} ({at})", describe_data_error(message))
+        }
+    }
+}
+
+fn describe_data_error(message: &str) -> String {
+    let identifier = |s: &str| {
+        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    // serde's wording: "missing field `x`", "unknown field `x`, expected …",
+    // "duplicate field `x`", "unknown variant `x`, expected …".
+    for kind in [
+        "missing field",
+        "unknown field",
+        "duplicate field",
+        "unknown variant",
+    ] {
+        if let Some(rest) = message.strip_prefix(kind) {
+            let name = rest.split('`').nth(1).filter(|n| identifier(n));
+            let shown = name.map_or_else(|| " (not shown)".to_string(), |n| format!(" `{n}`"));
+            let expected = rest
+                .split_once(", expected ")
+                .map(|(_, e)| format!(", expected {e}"))
+                .unwrap_or_default();
+            return format!("{kind}{shown}{expected}");
+        }
+    }
+    // "invalid type: string \"…\", expected u32": keep the kind and what was expected.
+    for kind in ["invalid type", "invalid value", "invalid length"] {
+        if message.starts_with(kind) {
+            return match message.rsplit_once(", expected ") {
+                Some((_, expected)) => format!("{kind}, expected {expected}"),
+                None => kind.to_string(),
+            };
+        }
+    }
+    "a value does not have the expected form".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn describe<T: serde::de::DeserializeOwned + fmt::Debug>(json: &str) -> String {
+        describe_json_error(&serde_json::from_str::<T>(json).unwrap_err())
+    }
+
+    #[test]
+    fn json_errors_are_described_without_their_values() {
+        let secret = "+15550100777";
+        let cases = [
+            (
+                describe::<RequestBody>(&format!("{{\"v\":\"{secret}\"}}")),
+                "invalid type, expected u32",
+            ),
+            (
+                describe::<RequestBody>(&format!("{{\"{secret}\":1}}")),
+                "unknown field (not shown), expected",
+            ),
+            (describe::<RequestBody>("{\"vv\":1}"), "unknown field `vv`"),
+            (
+                describe::<RequestBody>(&format!("{{\"op\":\"{secret}\"}}")),
+                "unknown variant (not shown), expected `read` or `write`",
+            ),
+            (describe::<RequestBody>("{\"v\":1}"), "missing field `op`"),
+            (
+                describe::<RequestBody>(&format!("{{\"resource\":\"replies/{secret}\"")),
+                "truncated JSON",
+            ),
+            (
+                describe::<RequestBody>(&format!("{secret}x")),
+                "is not JSON (syntax error at line 1",
+            ),
+        ];
+        for (text, needle) in cases {
+            assert!(text.contains(needle), "{needle:?} in {text:?}");
+            assert!(!text.contains("0100777"), "{text}");
+        }
+    }
 }

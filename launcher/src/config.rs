@@ -30,11 +30,39 @@
 //! log_limit_bytes = 65536
 //! max_concurrent = 2
 //! default_profile = "host"       # default: detected from the platform
+//! services_anchor = "services-ca.pem"  # PEM certificates compiled into builds
+//!                                # that name none (default: no anchor)
+//! address_space_bytes = 2147483648     # the compiler's RLIMIT_AS (0 = unlimited)
+//!
+//! [compartment]                  # CheriBSD only
+//! cheribsd_release = "24.05"     # when kern.version does not name it
+//! c18n_library_path = "/usr/local/lib"
 //!
 //! [profiles.host]                # overrides or adds a toolchain profile
 //! compiler = "cc"
 //! flags = ["-std=c11", "-O2", "-g", "-Wall"]
 //! libs = ["-lcrypto"]
+//!
+//! [pki]
+//! root_cert = "root.pem"         # an operator-supplied root (with root_key), else generated
+//! root_key = "root.key"          # paths relative to this file's folder
+//! attestation_days = 365         # validity of a new attestation intermediate
+//!
+//! [channel]
+//! max_frame_bytes = 16777216     # largest fd-3 frame payload either way
+//! max_in_flight = 32             # requests of one run served at once
+//!
+//! [broker]
+//! connect_timeout_ms = 2000
+//! request_timeout_ms = 10000     # a whole call to a service
+//! pool_idle_timeout_s = 90
+//! pool_max_idle = 64             # idle keep-alive connections per service
+//! service_cert_cache_s = 300
+//!
+//! [[services]]                   # fixed here; more through PUT /v1/services/{id}
+//! id = "store"
+//! base_url = "https://127.0.0.1:8000"
+//! ca = "services-ca.pem"         # the CA its TLS certificate must chain to
 //! ```
 
 use std::collections::BTreeMap;
@@ -52,8 +80,14 @@ pub struct Config {
     pub uploads: UploadConfig,
     pub runs: RunConfig,
     pub builds: BuildConfig,
+    pub compartment: CompartmentConfig,
     /// Profiles by name, merged over the built-in ones.
     pub profiles: BTreeMap<String, Profile>,
+    pub pki: crate::pki::PkiConfig,
+    pub channel: crate::channel::ChannelConfig,
+    pub broker: crate::broker::BrokerConfig,
+    /// Services the broker may call, fixed while the daemon runs.
+    pub services: Vec<crate::broker::ServiceEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -137,6 +171,22 @@ pub struct BuildConfig {
     pub log_limit_bytes: usize,
     pub max_concurrent: usize,
     pub default_profile: Option<String>,
+    /// PEM certificates compiled into builds whose request names no anchor
+    /// (normally the services CA); none: such programs trust no service.
+    pub services_anchor: Option<std::path::PathBuf>,
+    /// The compiler's `RLIMIT_AS` (0 = unlimited).
+    pub address_space_bytes: u64,
+}
+
+/// The compartment's settings (the backend itself is chosen by the
+/// platform, and by `--allow-degraded` / `--insecure-no-compartment`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompartmentConfig {
+    /// CheriBSD release (`YY.MM`) when `kern.version` does not name it.
+    pub cheribsd_release: Option<String>,
+    /// Library path for the run-time linker under c18n (CheriBSD).
+    pub c18n_library_path: Option<String>,
 }
 
 impl Default for BuildConfig {
@@ -146,6 +196,10 @@ impl Default for BuildConfig {
             log_limit_bytes: 64 * 1024,
             max_concurrent: 2,
             default_profile: None,
+            services_anchor: None,
+            // cc1 on the SDK stays well below; the sandbox crate's own
+            // compile default.
+            address_space_bytes: 2 << 30,
         }
     }
 }
@@ -179,7 +233,17 @@ impl Config {
             path: shown.clone(),
             source,
         })?;
-        Self::parse(&text, &shown)
+        let mut config = Self::parse(&text, &shown)?;
+        // Files named in the configuration are relative to its folder.
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.pki.resolve_paths(base);
+        if let Some(anchor) = &mut config.builds.services_anchor {
+            *anchor = base.join(&*anchor);
+        }
+        for service in &mut config.services {
+            service.resolve_paths(base);
+        }
+        Ok(config)
     }
 
     /// Parses and validates a configuration document.
@@ -233,6 +297,21 @@ impl Config {
         }
         for (name, profile) in &self.profiles {
             crate::toolchain::validate_profile(name, profile)?;
+        }
+        self.pki.validate()?;
+        self.channel.validate()?;
+        self.broker.validate()?;
+        let mut ids = std::collections::BTreeSet::new();
+        for service in &self.services {
+            if !programs_db::valid_service_id(&service.id) {
+                return Err(format!(
+                    "services: id {:?} must be 1 to 64 characters of a-z, 0-9 and -",
+                    service.id
+                ));
+            }
+            if !ids.insert(service.id.as_str()) {
+                return Err(format!("services: id {:?} appears twice", service.id));
+            }
         }
         let profiles = self.profiles();
         let default = self.default_profile();

@@ -4,9 +4,13 @@
 
 pub mod access;
 pub mod api;
+pub mod broker;
+pub mod channel;
 pub mod compartment;
 pub mod config;
+pub mod events;
 pub mod paths;
+pub mod pki;
 pub mod platform;
 pub mod records;
 pub mod serve;

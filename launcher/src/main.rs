@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use launcher::compartment::Choice;
 use launcher::serve::{ServeOptions, run};
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,31 @@ enum Command {
         /// Also serve the CAMB launcher's routes, without a token (loopback only).
         #[arg(long)]
         camb_compat: bool,
+        /// Run without these compartment layers when the machine lacks them
+        /// (each is switched off and recorded in every run and certificate).
+        #[arg(long, value_name = "LAYER[,LAYER]", value_delimiter = ',')]
+        allow_degraded: Vec<String>,
+        /// Run programs without any compartment (recorded as insecure in every
+        /// run and certificate; default service policies reject them).
+        #[arg(long, conflicts_with = "allow_degraded")]
+        insecure_no_compartment: bool,
+    },
+    /// Manage the launcher's keys and certificates.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Replace the attestation intermediate that signs run certificates (a
+    /// running daemon picks it up by itself; earlier certificates stay valid).
+    RotateAttestation {
+        /// The launcher's data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The launcher's configuration, if it names an operator root ([pki]).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -50,6 +76,8 @@ fn main() -> ExitCode {
             listen,
             config,
             camb_compat,
+            allow_degraded,
+            insecure_no_compartment,
         } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| {
@@ -58,8 +86,18 @@ fn main() -> ExitCode {
                     listen,
                     config,
                     camb_compat,
+                    compartment: if insecure_no_compartment {
+                        Choice::Insecure
+                    } else {
+                        Choice::Native { allow_degraded }
+                    },
                 }))
             }),
+        Command::Pki(PkiCommand::RotateAttestation { data, config }) => {
+            launcher::pki::rotate_command(&data, config.as_deref()).map(|message| {
+                println!("{message}");
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,11 +7,17 @@
 //!   store/tmp/                   uploads and build outputs being staged
 //!   pki/root.pem, root.key       the launcher's root CA                  0644 / 0600
 //!   pki/tls.pem, tls.key         HTTPS server certificate (leaf, root)  0644 / 0600
+//!   pki/attestation.pem, .key    attestation intermediate (run certs)   0644 / 0600
+//!   pki/attestation-<id>.pem     intermediates replaced by a rotation
 //!   api-token                    bearer token for /v1                    0600
 //!   launcher.addr                `127.0.0.1:PORT` while serving
 //!   launcher.lock                held (flock) by the running daemon
-//!   builds/<id>/                 a build's work folder, removed when it ends
-//!   runs/<id>/                   a run's working folder, removed when it ends
+//!   sdk/<sha256>/                the C SDK every build compiles in        0755 / 0644
+//!   builds/<name>/               a build's work folder (src/, out/), removed when it ends
+//!   runs/<id>/work/              a run's private working folder, removed when it ends
+//!
+//! The root, builds/ and runs/ are 0711: the sandbox's user reaches its own
+//! folder by name and lists nothing.
 //! ```
 
 use std::fs;
@@ -43,6 +49,15 @@ impl DataDir {
 
     pub fn root_key(&self) -> PathBuf {
         self.pki_dir().join("root.key")
+    }
+
+    /// The attestation intermediate (signs run certificates).
+    pub fn attestation_cert(&self) -> PathBuf {
+        self.pki_dir().join("attestation.pem")
+    }
+
+    pub fn attestation_key(&self) -> PathBuf {
+        self.pki_dir().join("attestation.key")
     }
 
     pub fn tls_cert(&self) -> PathBuf {
@@ -81,17 +96,19 @@ impl DataDir {
         self.runs_dir().join(id.to_string())
     }
 
-    /// Creates the folders the daemon writes to (mode 0700).
+    /// The C SDK, by version: `sdk/<sha256>/attestable.{h,c}`.
+    pub fn sdk_dir(&self) -> PathBuf {
+        self.root.join("sdk")
+    }
+
+    /// Creates the folders the daemon writes to. The root, `builds/` and
+    /// `runs/` are 0711: the sandbox's user (65534) must reach a build's or
+    /// run's folder inside, but may list nothing; everything else is 0700.
     pub fn create(&self) -> io::Result<()> {
-        for dir in [
-            self.root.clone(),
-            self.pki_dir(),
-            self.builds_dir(),
-            self.runs_dir(),
-        ] {
-            create_private_dir(&dir)?;
+        for dir in [self.root.clone(), self.builds_dir(), self.runs_dir()] {
+            create_searchable_dir(&dir)?;
         }
-        Ok(())
+        create_private_dir(&self.pki_dir())
     }
 
     /// Removes build and run work folders a previous process left behind.
@@ -115,6 +132,18 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
     }
+}
+
+/// Creates `dir` with mode 0711 (search only for others), or makes an
+/// existing folder so.
+pub fn create_searchable_dir(dir: &Path) -> io::Result<()> {
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+    match fs::DirBuilder::new().mode(0o711).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(context(e)),
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).map_err(context)
 }
 
 /// Removes a file or folder tree, making read-only folders writable first
@@ -145,8 +174,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let data = DataDir::new(tmp.path().join("data"));
         data.create().unwrap();
-        let mode = fs::metadata(data.root()).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(data.root()), 0o711);
+        assert_eq!(mode(&data.runs_dir()), 0o711);
+        assert_eq!(mode(&data.pki_dir()), 0o700);
         let run = data.run_dir(7);
         create_private_dir(&run).unwrap();
         fs::write(run.join("out.txt"), b"x").unwrap();

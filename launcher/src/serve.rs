@@ -18,14 +18,17 @@ use tokio::sync::watch;
 
 use crate::access::ApiToken;
 use crate::api::{self, App};
-use crate::compartment::Compartment;
-use crate::compartment::unconfined::Unconfined;
+use crate::broker::Registry;
+use crate::channel::hello::Certifier;
+use crate::channel::run::Channels;
+use crate::compartment::{Choice, Compartment, select};
 use crate::config::Config;
 use crate::paths::DataDir;
+use crate::pki::{Attestation, ensure_attestation};
 use crate::records::Records;
 use crate::supervisor::Supervisor;
 use crate::tls::{self, ServerNames};
-use crate::toolchain::Builder;
+use crate::toolchain::{Anchor, Builder, BuilderParts, Sdk};
 
 /// Time live runs get to be stopped and recorded at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -36,6 +39,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub config: Option<PathBuf>,
     pub camb_compat: bool,
+    /// The platform's compartment (with the layers allowed degraded), or none.
+    pub compartment: Choice,
 }
 
 /// Refuses addresses beyond loopback unless configured, and the token-less
@@ -72,7 +77,13 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         &config.server.tls_dns_names,
         &config.server.tls_ip_addresses,
     );
-    let pki = tls::ensure(&data, &names)?;
+    let pki = tls::ensure_with_root(&data, &names, config.pki.operator_root()?)?;
+    let attestation = Arc::new(Attestation::new(
+        &data,
+        &pki.root,
+        ensure_attestation(&data, &pki.root, config.pki.attestation_days)?,
+    ));
+    attestation.clone().watch();
     let token = ApiToken::load_or_create(&data.api_token())?;
 
     let mut db = Db::open(data.root())?;
@@ -92,23 +103,43 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     }
     let records = Records::new(db);
 
-    let compartment: Arc<dyn Compartment> = Arc::new(Unconfined);
+    let platform = crate::platform::probe().context("probing the platform")?;
+    let compartment = start_compartment(&options.compartment, &config, &data)?;
     let described = compartment.describe();
-    if described.insecure {
-        tracing::warn!(
-            backend = %described.backend,
-            "programs run without a compartment: they are not isolated from this host"
-        );
-    }
+    let sdk = Sdk::install(&data.sdk_dir()).context("installing the C SDK in the data folder")?;
+    let default_anchor = match &config.builds.services_anchor {
+        Some(path) => Anchor::load(path).context("[builds] services_anchor")?,
+        None => Anchor::none(),
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let builder = Arc::new(Builder::new(
+    let builder = Arc::new(Builder::new(BuilderParts {
+        records: records.clone(),
+        compartment: compartment.clone(),
+        data: data.clone(),
+        config: config.builds.clone(),
+        profiles: config.profiles(),
+        default_profile: config.default_profile(),
+        shutdown: shutdown_rx.clone(),
+        sdk,
+        default_anchor,
+    }));
+    let registry = Arc::new(Registry::new(
+        config.broker.clone(),
+        &config.services,
+        records.call(|db| db.services()).await?,
+    )?);
+    let certifier = Arc::new(Certifier::new(
         records.clone(),
-        compartment.clone(),
-        data.clone(),
-        config.builds.clone(),
-        config.profiles(),
-        config.default_profile(),
-        shutdown_rx.clone(),
+        attestation.clone(),
+        platform.clone(),
+        described.clone(),
+    ));
+    let channels = Arc::new(Channels::new(
+        records.clone(),
+        certifier,
+        registry.clone(),
+        config.channel.clone(),
+        config.runs.output_limit_bytes,
     ));
     let supervisor = Supervisor::new(
         records.clone(),
@@ -117,6 +148,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         config.runs.max_concurrent,
         config.runs.max_queued,
         config.runs.output_limit_bytes,
+        channels,
     );
     let app = Arc::new(App {
         records,
@@ -125,7 +157,9 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         token,
         camb_compat: options.camb_compat,
         root_pem: String::from_utf8_lossy(&pki.root_pem).into_owned(),
-        platform: crate::platform::probe(),
+        attestation,
+        registry,
+        platform: crate::platform::PlatformFacts::from(&platform),
         compartment: described,
         config,
     });
@@ -166,6 +200,91 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     remove_if_present(&data.addr_file())?;
     served.context("the server task failed")??;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Chooses and probes the compartment, and says loudly what it found: an
+/// insecure or degraded compartment is logged as a warning, a refusing one
+/// as an error (the daemon still serves, and refuses builds and runs).
+fn start_compartment(
+    choice: &Choice,
+    config: &Config,
+    data: &DataDir,
+) -> anyhow::Result<Arc<dyn Compartment>> {
+    let compartment = select(choice, &config.compartment)?;
+    let described = compartment.describe();
+    if described.insecure {
+        tracing::warn!(
+            backend = %described.backend,
+            "--insecure-no-compartment: programs run without a compartment and are not \
+             isolated from this host; every run records insecure: true"
+        );
+        return Ok(compartment);
+    }
+    check_run_limits(&config.runs)?;
+    check_sandbox_reach(data.root())?;
+    for layer in &described.layers {
+        tracing::info!(backend = %described.backend, layer = %layer.name, status = ?layer.status, detail = %layer.detail, "compartment layer");
+    }
+    if !described.degraded.is_empty() {
+        tracing::warn!(degraded = ?described.degraded, "running with compartment layers switched off (--allow-degraded)");
+    }
+    if let Some(refusal) = compartment.refusal() {
+        tracing::error!("builds and runs are refused: {refusal}");
+    }
+    Ok(compartment)
+}
+
+/// The configured run limits must be ones the sandbox accepts.
+fn check_run_limits(runs: &crate::config::RunConfig) -> anyhow::Result<()> {
+    let set = |v: u64| (v != 0).then_some(v);
+    let limits = crate::compartment::Limits {
+        address_space_bytes: set(runs.limits.address_space_bytes),
+        cpu_seconds: Some(u64::from(runs.max_time_limit_s) + 1),
+        open_files: set(runs.limits.open_files),
+        processes: set(runs.limits.processes),
+        file_size_bytes: set(runs.limits.file_size_bytes),
+        wall_seconds: runs.max_time_limit_s.into(),
+    };
+    crate::compartment::sandboxed::sandbox_limits(&limits)
+        .validate()
+        .context("[runs.limits] (or runs.max_time_limit_s)")
+}
+
+/// A root launcher runs sandboxes as uid 65534, which must be able to reach
+/// the run and build folders inside the data folder: every folder above it
+/// must let others search it.
+fn check_sandbox_reach(root: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let id = launcher_sandbox::DEFAULT_OUTER_ID;
+    let root = fs::canonicalize(root).with_context(|| format!("{}", root.display()))?;
+    for dir in root.ancestors() {
+        let meta = fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
+        let bits = if meta.uid() == id {
+            meta.mode() >> 6
+        } else if meta.gid() == id {
+            meta.mode() >> 3
+        } else {
+            meta.mode()
+        };
+        if bits & 0o1 == 0 {
+            bail!(
+                "the sandbox's user (uid {id}) cannot reach the data folder {}: {} is mode {:o} \
+                 (owner {}, group {}) and does not let others search it; make it searchable \
+                 (chmod o+x {}) or choose another data folder",
+                root.display(),
+                dir.display(),
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid(),
+                dir.display()
+            );
+        }
+    }
     Ok(())
 }
 

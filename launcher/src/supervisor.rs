@@ -13,15 +13,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use launcher_sandbox::MeasuredExecutable;
 use programs_db::{
     Captured, EndStatus, Run, RunEnd, RunStatus, RunUpdate, SYSTEM_ACTOR, Sha256Hex,
 };
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::compartment::capture::{capture, drain, give_up_after};
+use crate::channel::run::Channels;
+use crate::compartment::capture::{capture_with, give_up_after};
 use crate::compartment::{Compartment, Executable, Limits, OutputMode, Role, SpawnSpec};
-use crate::paths::{DataDir, create_private_dir, remove_tree};
+use crate::events::{REPLAY_BYTES, RunEvents, Stream};
+use crate::paths::{DataDir, create_private_dir, create_searchable_dir, remove_tree};
 use crate::records::{Records, RecordsError};
 
 /// Time to collect output once a run's process group is gone.
@@ -42,6 +45,9 @@ pub enum SubmitError {
     ShuttingDown,
     #[error("too many runs: {live} are queued or running, the limit is {limit}")]
     QueueFull { live: usize, limit: usize },
+    /// The compartment cannot confine programs (a missing layer).
+    #[error("{0}")]
+    CompartmentUnavailable(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +85,10 @@ struct Inner {
     slots: Arc<Semaphore>,
     max_live: usize,
     output_limit: usize,
+    /// Each run's fd-3 channel (`crate::channel`).
+    channels: Arc<Channels>,
+    /// Status and output for followers (`GET /v1/runs/{id}/events`).
+    events: Arc<RunEvents>,
     live: Mutex<HashMap<i64, LiveRun>>,
     accepting: AtomicBool,
 }
@@ -105,6 +115,7 @@ impl Supervisor {
         max_concurrent: usize,
         max_queued: usize,
         output_limit: usize,
+        channels: Arc<Channels>,
     ) -> Self {
         let max_concurrent = max_concurrent.max(1);
         Self {
@@ -115,10 +126,17 @@ impl Supervisor {
                 slots: Arc::new(Semaphore::new(max_concurrent)),
                 max_live: max_concurrent + max_queued,
                 output_limit,
+                channels,
+                events: Arc::new(RunEvents::new(output_limit.min(REPLAY_BYTES))),
                 live: Mutex::new(HashMap::new()),
                 accepting: AtomicBool::new(true),
             }),
         }
+    }
+
+    /// The live runs' events, for followers.
+    pub fn events(&self) -> &Arc<RunEvents> {
+        &self.inner.events
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<i64, LiveRun>> {
@@ -137,6 +155,9 @@ impl Supervisor {
     pub fn admit(&self) -> Result<(), SubmitError> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
+        }
+        if let Some(refusal) = self.inner.compartment.refusal() {
+            return Err(SubmitError::CompartmentUnavailable(refusal));
         }
         let live = self.live_count();
         if live >= self.inner.max_live {
@@ -157,6 +178,7 @@ impl Supervisor {
             // Shutdown began after admission: the run never starts.
             let _ = stop_tx.send(Some(Stop::Shutdown));
         }
+        self.inner.events.open(id);
         self.live().insert(
             id,
             LiveRun {
@@ -178,6 +200,7 @@ impl Supervisor {
             } else {
                 tracing::info!(run = id, status = %RunStatus::from(status), "run ended");
             }
+            inner.events.close(id);
             inner
                 .live
                 .lock()
@@ -330,44 +353,47 @@ impl Inner {
         {
             return failure(format!("marking the run starting: {err}"));
         }
+        self.events.status(id, RunStatus::Starting);
 
         let limits: Limits = match serde_json::from_str(&run.limits_json) {
             Ok(limits) => limits,
             Err(err) => return failure(format!("the run's limits do not parse: {err}")),
         };
-        let (exe, measured) = match self.open_measured(&launch.executable_sha256).await {
-            Ok(pair) => pair,
+        let exe = match self.open_measured(&launch.executable_sha256).await {
+            Ok(exe) => exe,
             Err(message) => return failure(message),
         };
-        if measured != launch.executable_sha256 {
+        let measured = exe.sha256_hex();
+        if measured != launch.executable_sha256.as_str() {
             return failure(format!(
-                "the stored executable of build {} has SHA-256 {measured}, expected {}: \
-                 the store was modified; rebuild the program",
+                "the stored executable of build {} was altered: it has SHA-256 {measured}, \
+                 expected {} (recorded when it was built); nothing was run. Rebuild the program",
                 run.build_id, launch.executable_sha256
             ));
         }
-        let work = self.data.run_dir(id);
-        if let Err(err) = create_private_dir(&work) {
+        // runs/<id>/ is searchable by the sandbox's user; work/ inside it
+        // is the program's private working folder (the sandbox hands it to
+        // that user).
+        let folder = self.data.run_dir(id);
+        let work = folder.join("work");
+        if let Err(err) = create_searchable_dir(&folder).and_then(|()| create_private_dir(&work)) {
             return failure(format!("creating the run folder: {err}"));
         }
         let result = self
-            .start_and_watch(launch, exe, measured, limits, &work, &mut stop)
+            .start_and_watch(launch, exe, limits, &work, &mut stop)
             .await;
-        let _ = tokio::task::spawn_blocking(move || remove_tree(&work)).await;
+        let _ = tokio::task::spawn_blocking(move || remove_tree(&folder)).await;
         result
     }
 
-    /// Opens the stored executable and hashes the bytes behind that very descriptor.
-    async fn open_measured(&self, sha: &Sha256Hex) -> Result<(OwnedFd, Sha256Hex), String> {
-        let files = self.records.files().clone();
-        let sha = sha.clone();
+    /// Reads the stored executable once, hashing the bytes into a sealed
+    /// copy: what is hashed is exactly what will run.
+    async fn open_measured(&self, sha: &Sha256Hex) -> Result<Arc<MeasuredExecutable>, String> {
+        let path = self.records.files().path(sha);
         tokio::task::spawn_blocking(move || {
-            let file = files
-                .open_blob(&sha)
-                .map_err(|e| format!("opening the executable: {e}"))?;
-            let measured = Sha256Hex::of_reader(&file)
-                .map_err(|e| format!("measuring the executable: {e}"))?;
-            Ok((OwnedFd::from(file), measured))
+            MeasuredExecutable::open(&path)
+                .map(Arc::new)
+                .map_err(|e| format!("measuring the executable: {e}"))
         })
         .await
         .map_err(|e| format!("measuring the executable: {e}"))?
@@ -376,8 +402,7 @@ impl Inner {
     async fn start_and_watch(
         &self,
         launch: &Launch,
-        exe: OwnedFd,
-        measured: Sha256Hex,
+        exe: Arc<MeasuredExecutable>,
         limits: Limits,
         work: &std::path::Path,
         stop: &mut watch::Receiver<Option<Stop>>,
@@ -392,7 +417,7 @@ impl Inner {
         argv.extend(run.args.iter().cloned());
         let spec = SpawnSpec {
             role: Role::Run,
-            executable: Executable::Fd(exe),
+            executable: Executable::Measured(exe.clone()),
             argv,
             env: Vec::new(),
             cwd: work.to_path_buf(),
@@ -404,29 +429,34 @@ impl Inner {
             Ok(child) => child,
             Err(err) => return failure(format!("starting the program: {err}")),
         };
+        // What the run's evidence is made of: the measured executable
+        // (`exe`), the child's pid (its memory map), and the compartment as
+        // set up for this very child.
         let pid = child.pid();
+        let compartment = child.compartment().clone();
         let update = RunUpdate::Running {
             pid,
-            executable_sha256: measured,
+            executable_sha256: Sha256Hex::from_digest(exe.sha256()),
+            compartment: compartment.to_json(),
         };
-        if let Err(err) = self
+        let running = match self
             .records
             .call(move |db| db.update_run(SYSTEM_ACTOR, id, update))
             .await
         {
-            child.kill_group();
-            let _ = child.wait().await;
-            return failure(format!("marking the run running: {err}"));
-        }
+            Ok(running) => running,
+            Err(err) => {
+                child.kill_group();
+                let _ = child.wait().await;
+                return failure(format!("marking the run running: {err}"));
+            }
+        };
         tracing::info!(run = id, pid, "run started");
+        self.events.status(id, RunStatus::Running);
 
-        // The channel: kept open for the run's lifetime, its input discarded
-        // until the broker (a later issue) speaks the protocol on it.
-        let channel = ours
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::UnixStream::from_std(ours));
-        let channel_task = match channel {
-            Ok(stream) => tokio::spawn(drain(stream)),
+        // The channel (fd 3): certificate on HELLO, brokered calls, LOG.
+        let mut channel = match self.channels.open(running, pid, ours) {
+            Ok(channel) => channel,
             Err(err) => {
                 child.kill_group();
                 let _ = child.wait().await;
@@ -434,23 +464,27 @@ impl Inner {
             }
         };
         let (give_up_tx, give_up) = watch::channel(false);
-        let stdout = child
-            .take_stdout()
-            .map(|p| tokio::spawn(capture(p, self.output_limit, give_up.clone())));
-        let stderr = child
-            .take_stderr()
-            .map(|p| tokio::spawn(capture(p, self.output_limit, give_up)));
+        let stdout = child.take_stdout().map(|p| {
+            let tap = self.events.tap(id, Stream::Stdout);
+            tokio::spawn(capture_with(p, self.output_limit, give_up.clone(), tap))
+        });
+        let stderr = child.take_stderr().map(|p| {
+            let tap = self.events.tap(id, Stream::Stderr);
+            tokio::spawn(capture_with(p, self.output_limit, give_up, tap))
+        });
 
         let time_limit = Duration::from_secs(run.time_limit_s.into());
         enum Why {
             Exited,
             TimedOut,
             Stopped(Stop),
+            ProtocolError(String),
         }
         let why = tokio::select! {
             _ = child.wait() => Why::Exited,
             _ = tokio::time::sleep(time_limit) => Why::TimedOut,
             reason = stopped(stop) => Why::Stopped(reason),
+            reason = channel.protocol_error() => Why::ProtocolError(reason),
         };
         if !matches!(why, Why::Exited) {
             child.kill_group();
@@ -463,9 +497,17 @@ impl Inner {
                 None => Captured::default(),
             }
         };
-        let (stdout, stderr) = tokio::join!(collect(stdout), collect(stderr));
+        let (stdout, mut stderr) = tokio::join!(collect(stdout), collect(stderr));
         stop_reading.abort();
-        channel_task.abort();
+        // LOG lines follow the program's own stderr (with a budget of their own).
+        let log = channel.finish(OUTPUT_GRACE).await;
+        if !log.bytes.is_empty() {
+            if stderr.bytes.last().is_some_and(|b| *b != b'\n') {
+                stderr.bytes.push(b'\n');
+            }
+            stderr.bytes.extend_from_slice(&log.bytes);
+            stderr.truncated |= log.truncated;
+        }
 
         let (exit_code, signal) = match &status {
             Ok(status) => (status.code(), status.signal()),
@@ -473,7 +515,11 @@ impl Inner {
         };
         let (actor, status, error) = match why {
             Why::Exited => match status {
-                Ok(_) => (SYSTEM_ACTOR.to_owned(), EndStatus::Exited, None),
+                Ok(_) => (
+                    SYSTEM_ACTOR.to_owned(),
+                    EndStatus::Exited,
+                    child.end_note().map(str::to_owned),
+                ),
                 Err(err) => (
                     SYSTEM_ACTOR.to_owned(),
                     EndStatus::Failed,
@@ -492,6 +538,13 @@ impl Inner {
                 let (actor, status, message) = stop_end(&reason);
                 (actor, status, Some(message))
             }
+            Why::ProtocolError(reason) => (
+                SYSTEM_ACTOR.to_owned(),
+                EndStatus::ProtocolError,
+                Some(format!(
+                    "protocol error on the channel (fd 3): {reason}; the program was stopped"
+                )),
+            ),
         };
         (
             actor,

@@ -71,8 +71,62 @@ impl ServerNames {
 
 /// Loads or creates the root CA and a fitting TLS certificate.
 pub fn ensure(data: &DataDir, names: &ServerNames) -> anyhow::Result<ServerPki> {
+    ensure_with_root(data, names, None)
+}
+
+/// As [`ensure`], with the operator's root (`[pki] root_cert`, `root_key`)
+/// in place of `<data>/pki/root.*` when given: the generated root is then
+/// neither used nor created.
+pub fn ensure_with_root(
+    data: &DataDir,
+    names: &ServerNames,
+    operator_root: Option<CertificateAuthority>,
+) -> anyhow::Result<ServerPki> {
+    let root = match operator_root {
+        Some(root) => {
+            publish_operator_root(data, &root)?;
+            root
+        }
+        None => generated_root(data)?,
+    };
+    let root_pem = root.certificate().to_pem()?;
+    tls_certificate(data, names, root, root_pem)
+}
+
+/// Writes the operator's root certificate (never its key) to
+/// `<data>/pki/root.pem`, where clients find the root to trust. A generated
+/// root found there is kept aside as `root-replaced-<key id>.pem`/`.key`.
+fn publish_operator_root(data: &DataDir, root: &CertificateAuthority) -> anyhow::Result<()> {
     let (cert_path, key_path) = (data.root_cert(), data.root_key());
-    let root = match (cert_path.exists(), key_path.exists()) {
+    let pem = root.certificate().to_pem()?;
+    if key_path.exists() {
+        let old_key = read_private_key(&key_path)?;
+        let id = pki::key_id(&old_key)?;
+        let aside = |ext: &str| {
+            data.pki_dir()
+                .join(format!("root-replaced-{}.{ext}", &id[..16]))
+        };
+        if cert_path.exists() {
+            std::fs::rename(&cert_path, aside("pem"))
+                .with_context(|| format!("keeping {} aside", cert_path.display()))?;
+        }
+        std::fs::rename(&key_path, aside("key"))
+            .with_context(|| format!("keeping {} aside", key_path.display()))?;
+        tracing::warn!(
+            kept_as = %aside("pem").display(),
+            "the operator's root replaces the generated one; the generated root is kept aside"
+        );
+    }
+    if std::fs::read(&cert_path).ok().as_deref() != Some(&pem[..]) {
+        write_certs_pem(&cert_path, &[root.certificate()])?;
+    }
+    Ok(())
+}
+
+/// `<data>/pki/root.*`, created at first start.
+fn generated_root(data: &DataDir) -> anyhow::Result<CertificateAuthority> {
+    let (cert_path, key_path) = (data.root_cert(), data.root_key());
+    Ok(match (cert_path.exists(), key_path.exists()) {
         (true, true) => CertificateAuthority::load(&cert_path, &key_path)
             .with_context(|| format!("loading the root CA from {}", data.pki_dir().display()))?,
         (false, false) => {
@@ -99,9 +153,15 @@ pub fn ensure(data: &DataDir, names: &ServerNames) -> anyhow::Result<ServerPki> 
                 cert_path.display()
             },
         ),
-    };
-    let root_pem = root.certificate().to_pem()?;
+    })
+}
 
+fn tls_certificate(
+    data: &DataDir,
+    names: &ServerNames,
+    root: CertificateAuthority,
+    root_pem: Vec<u8>,
+) -> anyhow::Result<ServerPki> {
     let (tls_cert, tls_key) = (data.tls_cert(), data.tls_key());
     let existing = match (read_certs_pem(&tls_cert), read_private_key(&tls_key)) {
         (Ok(chain), Ok(key)) => Some((chain, key)),
@@ -231,6 +291,50 @@ mod tests {
         let names = ServerNames::for_listen("127.0.0.1".parse().unwrap(), &[], &[]);
         ensure(&data, &names).unwrap();
         std::fs::remove_file(data.root_key()).unwrap();
+        let err = ensure(&data, &names).unwrap_err().to_string();
+        assert!(err.contains("root.key does not"), "{err}");
+    }
+
+    #[test]
+    fn an_operator_root_is_published_and_a_generated_one_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        data.create().unwrap();
+        let names = ServerNames::for_listen("127.0.0.1".parse().unwrap(), &[], &[]);
+        let generated = ensure(&data, &names).unwrap();
+        let operator = CertificateAuthority::create_root("operator root", None, 30).unwrap();
+        let op_der = operator.certificate().to_der().unwrap();
+        let served = ensure_with_root(
+            &data,
+            &names,
+            Some(
+                CertificateAuthority::from_parts(
+                    operator.certificate().clone(),
+                    operator.key().clone(),
+                )
+                .unwrap(),
+            ),
+        )
+        .unwrap();
+        assert_eq!(served.chain[1].to_der().unwrap(), op_der);
+        assert!(
+            served.chain[0]
+                .verify(&operator.certificate().public_key().unwrap())
+                .unwrap(),
+            "the TLS certificate is re-issued under the operator's root"
+        );
+        let published = read_certs_pem(&data.root_cert()).unwrap();
+        assert_eq!(published[0].to_der().unwrap(), op_der);
+        assert!(
+            !data.root_key().exists(),
+            "the operator's key is never copied"
+        );
+        let id = pki::key_id(generated.root.key()).unwrap();
+        let kept = data
+            .pki_dir()
+            .join(format!("root-replaced-{}.key", &id[..16]));
+        assert!(kept.exists());
+        // Without the operator's root the launcher refuses rather than make a new one.
         let err = ensure(&data, &names).unwrap_err().to_string();
         assert!(err.contains("root.key does not"), "{err}");
     }

@@ -5,11 +5,12 @@ use serde_json::json;
 
 use crate::db::{Db, audit, now_ms};
 use crate::error::{DbError, Result, SqlContext};
-use crate::model::{Build, BuildOutcome, BuildStatus, NewBuild};
+use crate::model::{Build, BuildOutcome, BuildStatus, CompiledIn, NewBuild};
 use crate::store::{BlobKind, opt_sha_column};
 
 const COLUMNS: &str = "id, program_id, status, profile, compiler, argv, executable_sha256, \
-                       exit_code, log, log_truncated, error, duration_ms, created_at, finished_at";
+                       exit_code, log, log_truncated, error, duration_ms, created_at, finished_at, \
+                       sdk_sha256, services_anchor_sha256";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Build> {
     let status: String = row.get(2)?;
@@ -29,6 +30,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Build> {
         duration_ms: row.get::<_, Option<i64>>(11)?.map(|d| d as u64),
         created_at: row.get(12)?,
         finished_at: row.get(13)?,
+        sdk_sha256: opt_sha_column(row, 14)?,
+        services_anchor_sha256: opt_sha_column(row, 15)?,
     })
 }
 
@@ -50,8 +53,29 @@ pub(crate) fn conversion(
 }
 
 impl Db {
-    /// Records that a build has started (status `running`).
+    /// Records that a build has started (status `running`), compiling
+    /// nothing in besides the program.
     pub fn start_build(&mut self, actor: &str, new: &NewBuild) -> Result<Build> {
+        self.insert_build(actor, new, None)
+    }
+
+    /// [`Db::start_build`] for a build that also compiles in the SDK and a
+    /// services trust anchor, recorded with it.
+    pub fn start_build_with(
+        &mut self,
+        actor: &str,
+        new: &NewBuild,
+        compiled_in: &CompiledIn,
+    ) -> Result<Build> {
+        self.insert_build(actor, new, Some(compiled_in))
+    }
+
+    fn insert_build(
+        &mut self,
+        actor: &str,
+        new: &NewBuild,
+        compiled_in: Option<&CompiledIn>,
+    ) -> Result<Build> {
         let argv = serde_json::to_string(&new.argv)
             .map_err(|e| DbError::Invalid(format!("encoding argv: {e}")))?;
         let tx = self.write_tx("starting a build")?;
@@ -68,10 +92,23 @@ impl Db {
                 id: new.program_id,
             });
         }
+        let sdk = compiled_in.map(|c| c.sdk_sha256.as_str());
+        let anchor = compiled_in
+            .and_then(|c| c.services_anchor_sha256.as_ref())
+            .map(|s| s.as_str());
         tx.execute(
-            "INSERT INTO builds (program_id, status, profile, compiler, argv, created_at)
-             VALUES (?1, 'running', ?2, ?3, ?4, ?5)",
-            params![new.program_id, new.profile, new.compiler, argv, now_ms()],
+            "INSERT INTO builds (program_id, status, profile, compiler, argv, created_at,
+                                 sdk_sha256, services_anchor_sha256)
+             VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                new.program_id,
+                new.profile,
+                new.compiler,
+                argv,
+                now_ms(),
+                sdk,
+                anchor
+            ],
         )
         .context("inserting a build")?;
         let id = tx.last_insert_rowid();
@@ -81,7 +118,8 @@ impl Db {
             "build.start",
             "build",
             Some(id),
-            &json!({"program_id": new.program_id, "profile": new.profile, "compiler": new.compiler, "argv": new.argv}),
+            &json!({"program_id": new.program_id, "profile": new.profile, "compiler": new.compiler, "argv": new.argv,
+                    "sdk_sha256": sdk, "services_anchor_sha256": anchor}),
         )?;
         let build = tx
             .query_row(

@@ -9,22 +9,26 @@
 
 mod audit;
 mod builds;
+mod calls;
 mod db;
 mod error;
 mod migrate;
 mod model;
 mod programs;
 mod runs;
+mod services;
 mod store;
 
 pub use audit::MAX_AUDIT_PAGE;
+pub use calls::{Call, CallOp, MAX_CALL_DETAIL_BYTES, NewCall};
 pub use db::{Db, Recovery, SYSTEM_ACTOR, Table, now_ms};
 pub use error::{DbError, Result};
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
-    AuditEvent, AuditFilter, Build, BuildOutcome, BuildStatus, Captured, EndStatus, NewBuild,
-    NewRun, Program, Run, RunEnd, RunStatus, RunUpdate,
+    AuditEvent, AuditFilter, Build, BuildOutcome, BuildStatus, Captured, CompiledIn, EndStatus,
+    NewBuild, NewRun, Program, Run, RunEnd, RunStatus, RunUpdate,
 };
 pub use programs::DeletedProgram;
 pub use runs::RunFilter;
+pub use services::{MAX_BASE_URL_BYTES, Service, valid_service_id};
 pub use store::{BlobKind, FileStore, Sha256Hex, StagedBlob, StagedWriter};

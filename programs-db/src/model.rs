@@ -68,6 +68,11 @@ pub struct Build {
     /// The full command line, program first.
     pub argv: Vec<String>,
     pub executable_sha256: Option<Sha256Hex>,
+    /// SHA-256 of the C SDK compiled in (`attestable.h` then `attestable.c`).
+    pub sdk_sha256: Option<Sha256Hex>,
+    /// SHA-256 of the services trust anchor (PEM bytes) compiled in; `None`
+    /// when the program was built without one.
+    pub services_anchor_sha256: Option<Sha256Hex>,
     pub exit_code: Option<i32>,
     pub log: String,
     pub log_truncated: bool,
@@ -85,6 +90,16 @@ pub struct NewBuild {
     pub profile: String,
     pub compiler: String,
     pub argv: Vec<String>,
+}
+
+/// What a build compiles in besides the program, recorded with it
+/// ([`crate::Db::start_build_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledIn {
+    /// SHA-256 of `attestable.h` followed by `attestable.c`.
+    pub sdk_sha256: Sha256Hex,
+    /// SHA-256 of the services trust anchor's PEM bytes; `None` for none.
+    pub services_anchor_sha256: Option<Sha256Hex>,
 }
 
 /// How a build ended.
@@ -264,10 +279,13 @@ impl RunEnd {
 pub enum RunUpdate {
     /// queued → starting: a concurrency slot was granted.
     Starting,
-    /// starting → running: the process exists; `executable_sha256` is what was measured.
+    /// starting → running: the process exists; `executable_sha256` is what
+    /// was measured, `compartment` a JSON object describing the compartment
+    /// it was started in (the launcher owns its shape).
     Running {
         pid: u32,
         executable_sha256: Sha256Hex,
+        compartment: String,
     },
     /// → a terminal status.
     Ended(RunEnd),
@@ -311,6 +329,9 @@ pub struct Run {
     pub stdout: Captured,
     pub stderr: Captured,
     pub certificate_pem: Option<String>,
+    /// The compartment the run was started in, as a JSON object (set when
+    /// it starts running).
+    pub compartment: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,

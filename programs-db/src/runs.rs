@@ -13,7 +13,7 @@ use crate::store::opt_sha_column;
 const COLUMNS: &str = "id, program_id, build_id, status, args, limits, time_limit_s, \
                        executable_sha256, pid, exit_code, signal, error, stdout, stderr, \
                        stdout_truncated, stderr_truncated, certificate_pem, created_at, \
-                       started_at, ended_at";
+                       started_at, ended_at, compartment";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
     let status: String = row.get(3)?;
@@ -43,6 +43,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
         created_at: row.get(17)?,
         started_at: row.get(18)?,
         ended_at: row.get(19)?,
+        compartment: row.get(20)?,
     })
 }
 
@@ -157,15 +158,22 @@ impl Db {
             RunUpdate::Running {
                 pid,
                 executable_sha256,
+                compartment,
             } => {
+                let described: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(compartment).map_err(|e| {
+                        DbError::Invalid(format!("a run's compartment must be a JSON object: {e}"))
+                    })?;
                 tx.execute(
-                    "UPDATE runs SET status = 'running', pid = ?2, executable_sha256 = ?3, started_at = ?4
+                    "UPDATE runs SET status = 'running', pid = ?2, executable_sha256 = ?3, started_at = ?4,
+                            compartment = ?5
                      WHERE id = ?1",
-                    params![id, pid, executable_sha256.as_str(), now],
+                    params![id, pid, executable_sha256.as_str(), now, compartment],
                 )
                 .context("marking a run running")?;
                 detail["pid"] = json!(pid);
                 detail["executable_sha256"] = json!(executable_sha256.as_str());
+                detail["compartment"] = serde_json::Value::Object(described);
             }
             RunUpdate::Ended(end) => {
                 tx.execute(

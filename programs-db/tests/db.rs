@@ -4,8 +4,8 @@ use std::fs;
 use std::path::Path;
 
 use programs_db::{
-    AuditFilter, BuildOutcome, BuildStatus, Captured, Db, DbError, EndStatus, NewBuild, NewRun,
-    RunEnd, RunFilter, RunStatus, RunUpdate, SCHEMA_VERSION, Sha256Hex, Table,
+    AuditFilter, BuildOutcome, BuildStatus, Captured, CompiledIn, Db, DbError, EndStatus, NewBuild,
+    NewRun, RunEnd, RunFilter, RunStatus, RunUpdate, SCHEMA_VERSION, Sha256Hex, Table,
 };
 
 const ACTOR: &str = "test";
@@ -82,6 +82,7 @@ fn running(exe: &[u8]) -> RunUpdate {
     RunUpdate::Running {
         pid: 4242,
         executable_sha256: Sha256Hex::of(exe),
+        compartment: r#"{"backend":"none","insecure":true}"#.into(),
     }
 }
 
@@ -532,4 +533,80 @@ fn an_interrupted_build_is_recorded_as_such() {
         .unwrap();
     let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["build.start", "build.interrupted"]);
+}
+
+#[test]
+fn builds_keep_their_sdk_and_anchor_and_runs_their_compartment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = open(dir.path());
+    let program = upload(&mut db, "p.c", b"int main(void){return 0;}");
+    let anchor = Sha256Hex::of(b"-----BEGIN CERTIFICATE-----");
+    let build = db
+        .start_build_with(
+            ACTOR,
+            &NewBuild {
+                program_id: program,
+                profile: "host".into(),
+                compiler: "cc".into(),
+                argv: vec!["cc".into()],
+            },
+            &CompiledIn {
+                sdk_sha256: Sha256Hex::of(b"sdk"),
+                services_anchor_sha256: Some(anchor.clone()),
+            },
+        )
+        .unwrap();
+    assert_eq!(build.sdk_sha256, Some(Sha256Hex::of(b"sdk")));
+    assert_eq!(build.services_anchor_sha256, Some(anchor.clone()));
+    let staged = db.files().stage_bytes(b"exe").unwrap();
+    let finished = db
+        .finish_build(
+            ACTOR,
+            build.id,
+            BuildOutcome::Succeeded {
+                executable: staged,
+                log: String::new(),
+                log_truncated: false,
+                duration_ms: 1,
+            },
+        )
+        .unwrap();
+    assert_eq!(finished.services_anchor_sha256, Some(anchor));
+    // Builds made before the SDK was compiled in have neither.
+    let old = build_ok(&mut db, program, b"exe2");
+    assert_eq!(db.build(old).unwrap().sdk_sha256, None);
+    assert_eq!(db.build(old).unwrap().services_anchor_sha256, None);
+
+    let run = queue_run(&mut db, program, build.id);
+    assert_eq!(db.run(run).unwrap().compartment, None);
+    db.update_run(ACTOR, run, RunUpdate::Starting).unwrap();
+    // Not a JSON object: refused, and nothing changes.
+    let bad = RunUpdate::Running {
+        pid: 1,
+        executable_sha256: Sha256Hex::of(b"exe"),
+        compartment: "[1]".into(),
+    };
+    let err = db.update_run(ACTOR, run, bad).unwrap_err();
+    assert!(err.to_string().contains("JSON object"), "{err}");
+    assert_eq!(db.run(run).unwrap().status, RunStatus::Starting);
+    db.update_run(ACTOR, run, running(b"exe")).unwrap();
+    let stored = db.run(run).unwrap();
+    assert_eq!(
+        stored.compartment.as_deref(),
+        Some(r#"{"backend":"none","insecure":true}"#)
+    );
+    let events = db
+        .audit_events(&AuditFilter {
+            subject_kind: Some("run".into()),
+            subject_id: Some(run),
+            after_id: None,
+            limit: 100,
+        })
+        .unwrap();
+    assert!(
+        events.iter().any(|e| e
+            .detail
+            .contains(r#""compartment":{"backend":"none","insecure":true}"#)),
+        "{events:?}"
+    );
 }

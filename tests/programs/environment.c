@@ -1,8 +1,9 @@
 /*
  * Reports what the launcher gave it, one `key=value` line each:
  * its environment, file descriptors 0-3 and whether any other is open,
- * and whether its working folder is writable. Writes to fd 3 too: the
- * launcher must read (and for now discard) what a program sends.
+ * and whether its working folder is writable. Writes to fd 3 too: eight
+ * LOG frames of 64 KiB each (docs/PROTOCOL.md), which the launcher must
+ * read and append to the run's log.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
@@ -34,8 +35,17 @@ int main(void)
             others++;
     printf("other_fds=%d\n", others);
 
-    static char block[64 * 1024];
+    /* LOG frame: type 0x05 | length | corr 0 | level 3 | text length | text. */
+    static unsigned char block[64 * 1024];
+    const unsigned payload = sizeof block - 5, text = payload - 9;
     memset(block, 'p', sizeof block);
+    block[0] = 0x05;
+    for (int i = 0; i < 4; i++) {
+        block[1 + i] = (unsigned char)(payload >> (24 - 8 * i));
+        block[5 + i] = 0;
+        block[10 + i] = (unsigned char)(text >> (24 - 8 * i));
+    }
+    block[9] = 3;
     ssize_t sent = 0;
     for (int i = 0; i < 8; i++) {
         ssize_t n = write(3, block, sizeof block);

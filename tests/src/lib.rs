@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod channel_programs;
+pub mod mock;
+pub mod service;
+
 /// Generous bound for waiting on a daemon to start or stop.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Generous bound for waiting on a run to end.
@@ -115,6 +119,12 @@ fn build_package(package: &str) -> Result<(), String> {
     }
 }
 
+/// The `attestable` command line (package `attestable-cli`), built once per
+/// test process.
+pub fn cli_bin() -> PathBuf {
+    workspace_bin("attestable-cli", "attestable")
+}
+
 /// A child process whose stderr goes to a log file, stopped on drop.
 pub struct Daemon {
     name: String,
@@ -126,18 +136,24 @@ impl Daemon {
     /// Starts `program args…` with stdout piped (returned for reading) and
     /// stderr appended to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Self {
+        Self::spawn_with(name, Command::new(program), args, log)
+    }
+
+    /// [`Daemon::spawn`] of a prepared command (e.g. with a `pre_exec`).
+    pub fn spawn_with(name: &str, mut command: Command, args: &[String], log: &Path) -> Self {
         let log_file = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
-        let child = Command::new(program)
+        let program = command.get_program().to_owned();
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", Path::new(&program).display()));
         Self {
             name: name.to_owned(),
             child: Some(child),
@@ -237,6 +253,12 @@ pub struct LauncherOptions {
     pub camb_compat: bool,
     /// Listen address; default `127.0.0.1:0`.
     pub listen: Option<String>,
+    /// More `launcher serve` flags, e.g. `--allow-degraded landlock`.
+    pub serve_args: Vec<String>,
+    /// System calls that fail with `ENOSYS` for the launcher and everything
+    /// it starts, as on a kernel without them: it runs under a seccomp filter
+    /// installed just before exec (Linux; e.g. `libc::SYS_landlock_create_ruleset`).
+    pub missing_syscalls: Vec<i64>,
 }
 
 /// A running `launcher serve` with its own data folder.
@@ -261,6 +283,13 @@ impl Launcher {
             .prefix("launcher-test-")
             .tempdir()
             .expect("temporary folder");
+        // A root launcher runs its sandboxes as uid 65534, which must be
+        // able to reach the data folder inside (others may search, not list).
+        fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .expect("chmod of the temporary folder");
         Self::start_in(tmp, options)
     }
 
@@ -287,8 +316,14 @@ impl Launcher {
         if options.camb_compat {
             args.push("--camb-compat".into());
         }
+        args.extend(options.serve_args.iter().cloned());
         let bin = workspace_bin("launcher", "launcher");
-        let mut daemon = Daemon::spawn("launcher", &bin, &args, &tmp.path().join("launcher.log"));
+        let mut command = Command::new(&bin);
+        if !options.missing_syscalls.is_empty() {
+            seccomp::deny_before_exec(&mut command, &options.missing_syscalls, libc::ENOSYS);
+        }
+        let mut daemon =
+            Daemon::spawn_with("launcher", command, &args, &tmp.path().join("launcher.log"));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let addr = loop {
             let written = fs::read_to_string(&addr_file).ok();
@@ -420,6 +455,17 @@ impl Launcher {
         expect(self.upload(name, bytes).await, 201).await
     }
 
+    /// `POST /v1/programs/{id}/builds` with `body` (e.g. a profile or a
+    /// services anchor); returns the response.
+    pub async fn build_with(&self, program: i64, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/programs/{program}/builds")))
+            .json(&body)
+            .send()
+            .await
+            .expect("build request")
+    }
+
     /// `POST /v1/programs/{id}/builds` and expects 201; returns the build.
     pub async fn build_ok(&self, program: i64) -> Value {
         let response = self
@@ -523,6 +569,82 @@ pub fn process_alive(pid: i64) -> bool {
     }
 }
 
+/// The PID namespace of process `pid` (`pid:[4026532…]`); Linux only.
+pub fn pid_namespace(pid: i64) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+/// Every live process in PID namespace `ns` (as [`pid_namespace`] names it).
+pub fn processes_in_pid_namespace(ns: &str) -> Vec<i64> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|&pid| process_alive(pid) && pid_namespace(pid).as_deref() == Some(ns))
+        .collect()
+}
+
+/// Starting a process under a seccomp filter (Linux).
+pub mod seccomp {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    /// Makes `syscalls` fail with `errno` for the process `command` starts
+    /// and everything it starts: the filter is built here and installed
+    /// between fork and exec (with `PR_SET_NO_NEW_PRIVS`, as unprivileged
+    /// seccomp requires).
+    #[cfg(target_os = "linux")]
+    pub fn deny_before_exec(command: &mut Command, syscalls: &[i64], errno: i32) {
+        use std::collections::BTreeMap;
+
+        use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+
+        let arch = TargetArch::try_from(std::env::consts::ARCH).expect("a seccomp architecture");
+        let rules = syscalls
+            .iter()
+            .map(|&nr| (nr, vec![]))
+            .collect::<BTreeMap<_, _>>();
+        let filter = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno as u32),
+            arch,
+        )
+        .expect("a seccomp filter");
+        let program: BpfProgram = filter.try_into().expect("compiling the seccomp filter");
+        // SAFETY: the closure only makes two system calls on data prepared
+        // before the fork (no allocation, no locks).
+        unsafe {
+            command.pre_exec(move || {
+                let prog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr() as *mut libc::sock_filter,
+                };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::syscall(
+                        libc::SYS_seccomp,
+                        libc::SECCOMP_SET_MODE_FILTER,
+                        0,
+                        &prog as *const libc::sock_fprog,
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn deny_before_exec(_command: &mut Command, _syscalls: &[i64], _errno: i32) {
+        panic!("seccomp filters exist on Linux only");
+    }
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -555,4 +677,24 @@ pub fn launcher_once(args: &[&str]) -> (ExitStatus, String) {
         let _ = pipe.read_to_string(&mut stderr);
     }
     (child.wait().expect("waiting for the launcher"), stderr)
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(openssl::sha::sha256(bytes))
+}
+
+/// Which of `needles` occur in which files under `dir` (recursively, every
+/// byte of every file): `(file, needle index)`.
+pub fn files_containing(dir: &Path, needles: &[Vec<u8>]) -> Vec<(PathBuf, usize)> {
+    let mut found = Vec::new();
+    for file in files_under(dir) {
+        let Ok(bytes) = fs::read(&file) else { continue };
+        for (i, needle) in needles.iter().enumerate() {
+            if !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                found.push((file.clone(), i));
+            }
+        }
+    }
+    found
 }

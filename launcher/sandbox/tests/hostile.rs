@@ -31,9 +31,10 @@ fn well_behaved_program_runs_in_a_minimal_world_and_its_output_is_captured() {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let (spec, out, err) = run_spec("well_behaved", &area, &[]);
     let mut child = launcher_sandbox::spawn(spec.channel(theirs.into())).unwrap();
-    let mut ready = [0u8; 6];
+    // A LOG frame: type 5, 14 bytes, corr 0, level 2, "ready".
+    let mut ready = [0u8; 19];
     (&ours).read_exact(&mut ready).unwrap();
-    assert_eq!(&ready, b"ready\n");
+    assert_eq!(&ready, b"\x05\0\0\0\x0e\0\0\0\0\x02\0\0\0\x05ready");
     let r = finish(&mut child, out, err);
     drop(leaked);
 

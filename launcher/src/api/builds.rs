@@ -8,7 +8,7 @@ use super::AppState;
 use super::error::{ApiError, BuildFailedBody, ErrorBody};
 use super::extract::{Actor, Id, JsonBody};
 use super::views::{BuildRequest, BuildView};
-use crate::toolchain::{BuildReport, Verdict};
+use crate::toolchain::{Anchor, BuildReport, Verdict};
 
 /// Turns a finished build into the API's answer: the build, or an error
 /// that carries it (422 with the compiler's diagnostics, 500 when the
@@ -58,14 +58,14 @@ pub(super) fn build_result(report: BuildReport) -> Result<BuildView, ApiError> {
     request_body(content = Option<BuildRequest>, content_type = "application/json", description = "Optional; an empty body uses the default profile"),
     responses(
         (status = 201, description = "Built", body = BuildView),
-        (status = 400, description = "Unknown profile or malformed body", body = ErrorBody),
+        (status = 400, description = "Unknown profile, an anchor that is not PEM certificates, or a malformed body", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
         (status = 422, description = "The compiler rejected the program; the message holds its diagnostics", body = BuildFailedBody),
         (status = 500, description = "The toolchain is missing or failed", body = BuildFailedBody),
-        (status = 503, description = "The launcher is shutting down", body = BuildFailedBody),
+        (status = 503, description = "The launcher is shutting down (`unavailable`), or the compartment lacks a layer (`compartment_unavailable`: the message names it and what to do)", body = BuildFailedBody),
     ),
     security(("bearer" = []))
 )]
@@ -75,10 +75,16 @@ pub async fn create(
     Id(id): Id,
     JsonBody(request): JsonBody<BuildRequest>,
 ) -> Result<(StatusCode, Json<BuildView>), ApiError> {
+    let anchor = request
+        .services_anchor_pem
+        .as_deref()
+        .map(Anchor::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (program, source) = app.records.call(move |db| db.program_source(id)).await?;
-    let plan = app
-        .builder
-        .plan(&program, source, request.profile.as_deref())?;
+    let plan =
+        app.builder
+            .plan_with_anchor(&program, source, request.profile.as_deref(), anchor)?;
     let report = app.builder.build(actor, program.id, plan).await?;
     Ok((StatusCode::CREATED, Json(build_result(report)?)))
 }

@@ -24,7 +24,7 @@ pub struct ErrorDetail {
     /// Machine-readable: `unauthorized`, `not_found`, `invalid_request`,
     /// `invalid_upload`, `payload_too_large`, `unsupported_media_type`,
     /// `conflict`, `compile_failed`, `method_not_allowed`, `unavailable`,
-    /// `toolchain_unavailable`, `internal`.
+    /// `compartment_unavailable`, `toolchain_unavailable`, `internal`.
     pub code: String,
     /// For a person.
     pub message: String,
@@ -70,6 +70,16 @@ impl ApiError {
 
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+    }
+
+    /// 503: the compartment cannot confine programs on this machine (a
+    /// layer is missing); the message says which and what to do.
+    pub fn compartment_unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "compartment_unavailable",
+            message,
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -131,6 +141,7 @@ impl From<BuildError> for ApiError {
     fn from(err: BuildError) -> Self {
         match err {
             BuildError::UnknownProfile { .. } => Self::bad_request(err.to_string()),
+            BuildError::CompartmentUnavailable(message) => Self::compartment_unavailable(message),
             BuildError::Records(records) => records.into(),
             other => Self::internal(other.to_string()),
         }
@@ -139,11 +150,14 @@ impl From<BuildError> for ApiError {
 
 impl From<SubmitError> for ApiError {
     fn from(err: SubmitError) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            err.to_string(),
-        )
+        match err {
+            SubmitError::CompartmentUnavailable(message) => Self::compartment_unavailable(message),
+            other => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                other.to_string(),
+            ),
+        }
     }
 }
 

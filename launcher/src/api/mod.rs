@@ -3,11 +3,14 @@
 
 mod builds;
 pub mod camb;
+mod certificates;
 mod error;
+mod events;
 mod extract;
 pub mod openapi;
 mod programs;
 mod runs;
+pub mod services;
 mod system;
 pub mod upload;
 pub mod views;
@@ -44,6 +47,10 @@ pub struct App {
     pub token: ApiToken,
     pub config: Config,
     pub root_pem: String,
+    /// The attestation intermediate in force (`GET /v1/ca`).
+    pub attestation: Arc<crate::pki::Attestation>,
+    /// The services the broker may call.
+    pub registry: Arc<crate::broker::Registry>,
     pub platform: PlatformFacts,
     pub compartment: CompartmentInfo,
     pub camb_compat: bool,
@@ -90,7 +97,18 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::show))
-        .route("/v1/runs/{id}/cancel", post(runs::cancel));
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/events", get(events::follow))
+        .route("/v1/runs/{id}/certificate", get(certificates::certificate))
+        .route("/v1/runs/{id}/calls", get(certificates::calls))
+        .route("/v1/services", get(services::list))
+        .route(
+            "/v1/services/{id}",
+            get(services::show)
+                .put(services::put)
+                .delete(services::delete)
+                .layer(Extension(JsonLimit(services::SERVICE_BODY_LIMIT))),
+        );
     if app.camb_compat {
         router = router.merge(camb::routes(upload_limit));
     }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{builds, camb, programs, runs, system};
+use super::{builds, camb, certificates, events, programs, runs, services, system};
 use crate::config::RunConfig;
 
 #[derive(OpenApi)]
@@ -33,12 +33,20 @@ use crate::config::RunConfig;
         runs::list,
         runs::show,
         runs::cancel,
+        events::follow,
+        certificates::certificate,
+        certificates::calls,
+        services::list,
+        services::show,
+        services::put,
+        services::delete,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "programs", description = "Uploaded sources"),
         (name = "builds", description = "Compilations"),
-        (name = "runs", description = "Supervised executions"),
+        (name = "runs", description = "Supervised executions, their certificates and brokered calls"),
+        (name = "services", description = "The services the broker may call"),
         (name = "system", description = "Health, CA, platform, audit log"),
     )
 )]
@@ -116,6 +124,11 @@ mod tests {
             ("/v1/runs", &["get"]),
             ("/v1/runs/{id}", &["get"]),
             ("/v1/runs/{id}/cancel", &["post"]),
+            ("/v1/runs/{id}/events", &["get"]),
+            ("/v1/runs/{id}/certificate", &["get"]),
+            ("/v1/runs/{id}/calls", &["get"]),
+            ("/v1/services", &["get"]),
+            ("/v1/services/{id}", &["get", "put", "delete"]),
             ("/upload", &["post"]),
             ("/files", &["get"]),
             ("/files/{id}", &["delete"]),

@@ -8,7 +8,7 @@ use programs_db::{DbError, NewRun, RunFilter};
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Actor, Id, JsonBody, QueryParams};
-use super::views::{RunRequest, RunSummary, RunView, RunsQuery};
+use super::views::{RunLimitsRequest, RunRequest, RunSummary, RunView, RunsQuery};
 use crate::compartment::Limits;
 use crate::config::Config;
 use crate::supervisor::Launch;
@@ -35,6 +35,17 @@ pub(super) fn run_params(
     config: &Config,
     args: Vec<String>,
     time_limit_s: Option<u32>,
+) -> Result<RunParams, ApiError> {
+    run_params_with_limits(config, args, time_limit_s, None)
+}
+
+/// [`run_params`] with the request's own limits, each of which may only
+/// lower the configured one.
+pub(super) fn run_params_with_limits(
+    config: &Config,
+    args: Vec<String>,
+    time_limit_s: Option<u32>,
+    requested: Option<RunLimitsRequest>,
 ) -> Result<RunParams, ApiError> {
     let runs = &config.runs;
     if args.len() > runs.max_args {
@@ -66,20 +77,56 @@ pub(super) fn run_params(
         )));
     }
     let set = |v: u64| (v != 0).then_some(v);
+    let asked = requested.unwrap_or_default();
     let limits = Limits {
-        address_space_bytes: set(runs.limits.address_space_bytes),
+        address_space_bytes: tighter(
+            "address_space_bytes",
+            set(runs.limits.address_space_bytes),
+            asked.address_space_bytes,
+        )?,
         // A backstop behind the wall-clock limit the supervisor enforces.
-        cpu_seconds: Some(u64::from(time_limit_s) + 1),
-        open_files: set(runs.limits.open_files),
-        processes: set(runs.limits.processes),
-        file_size_bytes: set(runs.limits.file_size_bytes),
+        cpu_seconds: tighter(
+            "cpu_seconds",
+            Some(u64::from(time_limit_s) + 1),
+            asked.cpu_seconds,
+        )?,
+        open_files: tighter("open_files", set(runs.limits.open_files), asked.open_files)?,
+        processes: tighter("processes", set(runs.limits.processes), asked.processes)?,
+        file_size_bytes: tighter(
+            "file_size_bytes",
+            set(runs.limits.file_size_bytes),
+            asked.file_size_bytes,
+        )?,
         wall_seconds: time_limit_s.into(),
     };
+    // The sandbox's own bounds (e.g. at least 4 open files).
+    crate::compartment::sandboxed::sandbox_limits(&limits)
+        .validate()
+        .map_err(|e| ApiError::bad_request(format!("limits: {e}")))?;
     Ok(RunParams {
         args,
         time_limit_s,
         limits,
     })
+}
+
+/// The limit a run gets: the configured one (`None` = unlimited), or the
+/// request's if it is not looser.
+fn tighter(
+    field: &str,
+    configured: Option<u64>,
+    asked: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
+    match (configured, asked) {
+        (_, Some(0)) => Err(ApiError::bad_request(format!(
+            "limits.{field} is 0; expected at least 1"
+        ))),
+        (Some(max), Some(v)) if v > max => Err(ApiError::bad_request(format!(
+            "limits.{field} is {v}; at most {max} allowed (a run may only lower its limits)"
+        ))),
+        (_, Some(v)) => Ok(Some(v)),
+        (configured, None) => Ok(configured),
+    }
 }
 
 /// Queues a run of a program's build and hands it to the supervisor.
@@ -158,7 +205,7 @@ pub(super) async fn start(
         (status = 409, description = "No succeeded build to run", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Unsupported media type", body = ErrorBody),
-        (status = 503, description = "Shutting down, or too many runs", body = ErrorBody),
+        (status = 503, description = "Shutting down or too many runs (`unavailable`), or the compartment lacks a layer (`compartment_unavailable`: the message names it and what to do)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -168,10 +215,11 @@ pub async fn create(
     Id(id): Id,
     JsonBody(request): JsonBody<RunRequest>,
 ) -> Result<(StatusCode, Json<RunSummary>), ApiError> {
-    let params = run_params(
+    let params = run_params_with_limits(
         &app.config,
         request.args.unwrap_or_default(),
         request.time_limit_s,
+        request.limits,
     )?;
     let run = start(&app, actor, id, request.build_id, params).await?;
     Ok((StatusCode::ACCEPTED, Json((&run).into())))
@@ -278,5 +326,56 @@ mod tests {
         let zero = run_params(&config, vec![], Some(0)).unwrap_err();
         assert!(zero.message.contains("expected 1 to 10"));
         assert!(run_params(&config, vec![], Some(11)).is_err());
+    }
+
+    #[test]
+    fn a_run_may_only_lower_its_limits() {
+        let config = Config::parse(
+            "[runs]\ndefault_time_limit_s = 5\n[runs.limits]\nopen_files = 64\nprocesses = 0\n",
+            "t",
+        )
+        .unwrap();
+        let asked = |l: RunLimitsRequest| run_params_with_limits(&config, vec![], None, Some(l));
+        let ok = asked(RunLimitsRequest {
+            cpu_seconds: Some(1),
+            open_files: Some(16),
+            processes: Some(100),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.limits.cpu_seconds, Some(1));
+        assert_eq!(ok.limits.open_files, Some(16));
+        // Unlimited in the configuration: any value is tighter.
+        assert_eq!(ok.limits.processes, Some(100));
+        assert_eq!(ok.limits.address_space_bytes, Some(1 << 30));
+        let err = asked(RunLimitsRequest {
+            cpu_seconds: Some(7),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "limits.cpu_seconds is 7; at most 6 allowed (a run may only lower its limits)"
+        );
+        let err = asked(RunLimitsRequest {
+            open_files: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.message.contains("limits.open_files is 0"),
+            "{}",
+            err.message
+        );
+        let err = asked(RunLimitsRequest {
+            open_files: Some(2),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.message.contains("open_files = 2"), "{}", err.message);
+        assert!(
+            serde_json::from_str::<RunRequest>(r#"{"limits":{"wall_seconds":3}}"#).is_err(),
+            "unknown limit fields are refused"
+        );
     }
 }

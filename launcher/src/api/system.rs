@@ -26,17 +26,19 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The launcher's root CA certificate (PEM); needs no token.
+/// The launcher's root CA certificate, then the attestation intermediate in
+/// force (PEM); needs no token. The root comes first, so a client that reads
+/// one certificate gets the root.
 #[utoipa::path(
     operation_id = "get_ca",
     get, path = "/v1/ca", tag = "system",
-    responses((status = 200, description = "PEM certificate", content_type = "application/x-pem-file", body = String)),
+    responses((status = 200, description = "PEM certificates: the root, then the attestation intermediate", content_type = "application/x-pem-file", body = String)),
     security(())
 )]
 pub async fn ca(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/x-pem-file")],
-        app.root_pem.clone(),
+        app.attestation.ca_chain_pem(),
     )
 }
 

@@ -49,6 +49,11 @@ impl From<&Program> for ProgramView {
 pub struct BuildRequest {
     /// Toolchain profile; default: the launcher's default profile.
     pub profile: Option<String>,
+    /// The services trust anchor compiled into the program: PEM
+    /// certificates only (normally the services CA). Default: the
+    /// launcher's `[builds] services_anchor`, else none (the program then
+    /// trusts no service).
+    pub services_anchor_pem: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,6 +68,11 @@ pub struct BuildView {
     /// The full command line, run in the build's work folder.
     pub argv: Vec<String>,
     pub executable_sha256: Option<String>,
+    /// SHA-256 of the C SDK compiled in (`attestable.h` then `attestable.c`).
+    pub sdk_sha256: Option<String>,
+    /// SHA-256 of the services trust anchor (PEM bytes) compiled in; null
+    /// for none.
+    pub services_anchor_sha256: Option<String>,
     pub exit_code: Option<i32>,
     /// The compiler's output (stdout and stderr as written).
     pub log: String,
@@ -86,6 +96,8 @@ impl From<&Build> for BuildView {
             compiler: b.compiler.clone(),
             argv: b.argv.clone(),
             executable_sha256: b.executable_sha256.as_ref().map(|s| s.to_string()),
+            sdk_sha256: b.sdk_sha256.as_ref().map(|s| s.to_string()),
+            services_anchor_sha256: b.services_anchor_sha256.as_ref().map(|s| s.to_string()),
             exit_code: b.exit_code,
             log: b.log.clone(),
             log_truncated: b.log_truncated,
@@ -110,6 +122,29 @@ pub struct RunRequest {
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "whole_number")]
     pub time_limit_s: Option<u32>,
+    /// Tighter resource limits for this run; each at most the configured
+    /// one (`[runs.limits]`; CPU: the time limit + 1 s).
+    pub limits: Option<RunLimitsRequest>,
+}
+
+/// Per-run resource limits: each may only lower the configured one.
+#[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunLimitsRequest {
+    /// `RLIMIT_AS`, bytes.
+    #[schema(minimum = 1)]
+    pub address_space_bytes: Option<u64>,
+    /// `RLIMIT_CPU`, seconds: the program is killed when it has used them.
+    #[schema(minimum = 1)]
+    pub cpu_seconds: Option<u64>,
+    /// `RLIMIT_NOFILE`.
+    #[schema(minimum = 1)]
+    pub open_files: Option<u64>,
+    /// `RLIMIT_NPROC`: processes and threads.
+    #[schema(minimum = 1)]
+    pub processes: Option<u64>,
+    /// `RLIMIT_FSIZE`, bytes.
+    pub file_size_bytes: Option<u64>,
 }
 
 /// An optional integer that may be written `3.0`: JSON Schema counts any
@@ -148,6 +183,9 @@ pub struct RunSummary {
     pub limits: Option<Limits>,
     /// SHA-256 of the bytes executed, measured when the run started.
     pub executable_sha256: Option<String>,
+    /// The compartment the run was started in: backend, each layer as set
+    /// up for this run, layers allowed degraded, and the insecure flag.
+    pub compartment: Option<CompartmentInfo>,
     pub pid: Option<u32>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -173,6 +211,10 @@ impl From<&Run> for RunSummary {
             time_limit_s: r.time_limit_s,
             limits: serde_json::from_str(&r.limits_json).ok(),
             executable_sha256: r.executable_sha256.as_ref().map(|s| s.to_string()),
+            compartment: r
+                .compartment
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok()),
             pid: r.pid,
             exit_code: r.exit_code,
             signal: r.signal,

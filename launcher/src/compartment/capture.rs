@@ -8,9 +8,20 @@ use tokio::sync::watch;
 /// whether more came. Stops early, keeping what it has, when `give_up`
 /// becomes true (a process that escaped its group may hold the pipe open).
 pub async fn capture<R: AsyncRead + Unpin>(
+    reader: R,
+    limit: usize,
+    give_up: watch::Receiver<bool>,
+) -> Captured {
+    capture_with(reader, limit, give_up, |_| {}).await
+}
+
+/// [`capture`], handing every chunk read (kept or not) to `tap` as well:
+/// how followers of a run see its output live (`crate::events`).
+pub async fn capture_with<R: AsyncRead + Unpin>(
     mut reader: R,
     limit: usize,
     mut give_up: watch::Receiver<bool>,
+    mut tap: impl FnMut(&[u8]),
 ) -> Captured {
     let mut out = Captured::default();
     let mut buf = vec![0u8; 16 * 1024];
@@ -19,6 +30,7 @@ pub async fn capture<R: AsyncRead + Unpin>(
             read = reader.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    tap(&buf[..n]);
                     let room = limit.saturating_sub(out.bytes.len());
                     out.bytes.extend_from_slice(&buf[..n.min(room)]);
                     if n > room {

@@ -4,7 +4,9 @@
 //! channel as fd 3, and every other descriptor closed at exec.
 //!
 //! It does not isolate the program from the host (no namespaces, no
-//! filesystem or system-call restrictions), and says so in [`describe`].
+//! filesystem or system-call restrictions), and says so in [`describe`]
+//! (`insecure: true`). The launcher uses it only when started with
+//! `--insecure-no-compartment`.
 //!
 //! [`describe`]: Compartment::describe
 
@@ -57,6 +59,7 @@ impl Compartment for Unconfined {
                 layer("landlock", LayerStatus::Disabled, none),
                 layer("seccomp", LayerStatus::Disabled, none),
             ],
+            degraded: Vec::new(),
             insecure: true,
         }
     }
@@ -135,12 +138,21 @@ fn spawn(spec: SpawnSpec) -> Result<ChildProcess, SpawnError> {
         env.push(("ATTESTABLE_FD".into(), CHANNEL_FD.to_string()));
     }
 
-    let (mut command, exec) = match executable {
-        Executable::Path(path) => (Command::new(path), None),
-        Executable::Fd(fd) => (
+    let (path, fd) = match executable {
+        Executable::Path(path) => (Some(path), None),
+        Executable::Fd(fd) => (None, Some(fd)),
+        // The measured copy runs through a duplicate of its descriptor.
+        Executable::Measured(exe) => (
+            None,
+            Some(exe.as_fd().try_clone_to_owned().map_err(&io_err)?),
+        ),
+    };
+    let (mut command, exec) = match path {
+        Some(path) => (Command::new(path), None),
+        None => (
             // Never executed: `child_setup` replaces the process with `fexecve`.
             Command::new("/nonexistent/fexecve"),
-            Some(FdExec::new(fd, &argv, &env)?),
+            fd.map(|fd| FdExec::new(fd, &argv, &env)).transpose()?,
         ),
     };
     command
@@ -175,7 +187,7 @@ fn spawn(spec: SpawnSpec) -> Result<ChildProcess, SpawnError> {
     // end-of-file arrives when the child (and its group) is gone.
     drop(command);
     drop(channel);
-    ChildProcess::adopt(child, merged).map_err(io_err)
+    ChildProcess::adopt(child, merged, Unconfined.describe()).map_err(io_err)
 }
 
 /// A close-on-exec pipe: (read end, write end). Created close-on-exec

@@ -1,21 +1,24 @@
-//! Running a build: work folder, compiler through the compartment seam,
-//! time limit, bounded log, executable into the store, row updated.
+//! Running a build: work folder, compiler through the compartment seam
+//! (confined: the toolchain, the sources and the SDK read-only, its output
+//! folder the only writable one), time and memory limits, bounded log, the
+//! compartment's post-link steps, executable into the store, row updated.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use programs_db::{Build, BuildOutcome, NewBuild, Program};
+use programs_db::{Build, BuildOutcome, Captured, NewBuild, Program};
 use tokio::sync::{Semaphore, watch};
 
-use super::{BuildPlan, Profile};
+use super::{Anchor, BuildPlan, Profile, Sdk, WorkLayout};
 use crate::compartment::capture::{capture, give_up_after};
 use crate::compartment::unconfined::resolve_program;
 use crate::compartment::{Compartment, Executable, Limits, OutputMode, Role, SpawnSpec};
 use crate::config::BuildConfig;
-use crate::paths::{DataDir, create_private_dir, remove_tree};
+use crate::paths::{DataDir, remove_tree};
 use crate::records::{Records, RecordsError};
 
 /// Time the compiler's `--version` may take.
@@ -47,6 +50,9 @@ pub struct BuildReport {
 pub enum BuildError {
     #[error("unknown toolchain profile {name:?} (known: {known})")]
     UnknownProfile { name: String, known: String },
+    /// The compartment cannot confine the compiler (a missing layer).
+    #[error("{0}")]
+    CompartmentUnavailable(String),
     #[error(transparent)]
     Records(#[from] RecordsError),
     #[error("build task failed: {0}")]
@@ -63,6 +69,23 @@ pub struct Builder {
     path_var: String,
     slots: Semaphore,
     shutdown: watch::Receiver<bool>,
+    sdk: Sdk,
+    default_anchor: Anchor,
+}
+
+/// Everything a [`Builder`] is made from.
+pub struct BuilderParts {
+    pub records: Records,
+    pub compartment: Arc<dyn Compartment>,
+    pub data: DataDir,
+    pub config: BuildConfig,
+    pub profiles: BTreeMap<String, Profile>,
+    pub default_profile: String,
+    pub shutdown: watch::Receiver<bool>,
+    /// The SDK as installed in the data folder.
+    pub sdk: Sdk,
+    /// The anchor of builds that name none (`[builds] services_anchor`).
+    pub default_anchor: Anchor,
 }
 
 impl std::fmt::Debug for Builder {
@@ -74,29 +97,33 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Builder {
-    pub fn new(
-        records: Records,
-        compartment: Arc<dyn Compartment>,
-        data: DataDir,
-        config: BuildConfig,
-        profiles: BTreeMap<String, Profile>,
-        default_profile: String,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(parts: BuilderParts) -> Self {
         let path_var =
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        let slots = Semaphore::new(config.max_concurrent.max(1));
+        let slots = Semaphore::new(parts.config.max_concurrent.max(1));
         Self {
-            records,
-            compartment,
-            data,
-            config,
-            profiles,
-            default_profile,
+            records: parts.records,
+            compartment: parts.compartment,
+            data: parts.data,
+            config: parts.config,
+            profiles: parts.profiles,
+            default_profile: parts.default_profile,
             path_var,
             slots,
-            shutdown,
+            shutdown: parts.shutdown,
+            sdk: parts.sdk,
+            default_anchor: parts.default_anchor,
         }
+    }
+
+    /// The SDK every build compiles in.
+    pub fn sdk(&self) -> &Sdk {
+        &self.sdk
+    }
+
+    /// The anchor of builds that name none.
+    pub fn default_anchor(&self) -> &Anchor {
+        &self.default_anchor
     }
 
     pub fn profiles(&self) -> &BTreeMap<String, Profile> {
@@ -107,14 +134,30 @@ impl Builder {
         &self.default_profile
     }
 
-    /// The plan for building `program` with `profile` (or the default).
-    /// This is where every build gets the same additions (later: the SDK).
+    /// The plan for building `program` with `profile` (or the default)
+    /// and the default anchor.
     pub fn plan(
         &self,
         program: &Program,
         source: Vec<u8>,
         profile: Option<&str>,
     ) -> Result<BuildPlan, BuildError> {
+        self.plan_with_anchor(program, source, profile, None)
+    }
+
+    /// The plan for building `program`: this is where every build gets the
+    /// same additions (the SDK, the anchor, the compartment's steps).
+    /// Refused while the compartment cannot confine the compiler.
+    pub fn plan_with_anchor(
+        &self,
+        program: &Program,
+        source: Vec<u8>,
+        profile: Option<&str>,
+        anchor: Option<Anchor>,
+    ) -> Result<BuildPlan, BuildError> {
+        if let Some(refusal) = self.compartment.refusal() {
+            return Err(BuildError::CompartmentUnavailable(refusal));
+        }
         let name = profile.unwrap_or(&self.default_profile);
         let Some(chosen) = self.profiles.get(name) else {
             return Err(BuildError::UnknownProfile {
@@ -122,7 +165,15 @@ impl Builder {
                 known: self.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
             });
         };
-        Ok(BuildPlan::new(name, chosen.clone(), &program.name, source))
+        Ok(BuildPlan::new(
+            name,
+            chosen.clone(),
+            &program.name,
+            source,
+            self.sdk.clone(),
+            anchor.unwrap_or_else(|| self.default_anchor.clone()),
+            self.compartment.build_steps(),
+        ))
     }
 
     /// Builds in a task of its own, so a client that goes away does not
@@ -150,7 +201,8 @@ impl Builder {
             .acquire()
             .await
             .map_err(|e| BuildError::Task(e.to_string()))?;
-        let argv = plan.argv();
+        let work = WorkLayout::new(self.data.builds_dir().join(random_name()?));
+        let argv = plan.argv(&work);
         let resolved = resolve_program(&plan.profile.compiler, &self.path_var);
         let compiler = match &resolved {
             Some(path) => self.identify(path, &argv[0]).await,
@@ -162,10 +214,11 @@ impl Builder {
             compiler,
             argv: argv.clone(),
         };
+        let compiled_in = plan.compiled_in();
         let build = {
             let actor = actor.clone();
             self.records
-                .call(move |db| db.start_build(&actor, &new))
+                .call(move |db| db.start_build_with(&actor, &new, &compiled_in))
                 .await?
         };
         tracing::info!(build = build.id, program = program_id, profile = %plan.profile_name, "build started");
@@ -185,9 +238,9 @@ impl Builder {
                 Verdict::ToolchainUnavailable,
             ),
             Some(path) => {
-                let work = self.data.build_dir(build.id);
                 let result = self.compile(&plan, &path, &argv, &work).await;
-                let _ = tokio::task::spawn_blocking(move || remove_tree(&work)).await;
+                let root = work.root.clone();
+                let _ = tokio::task::spawn_blocking(move || remove_tree(&root)).await;
                 result
             }
         };
@@ -200,44 +253,90 @@ impl Builder {
         Ok(BuildReport { build, verdict })
     }
 
-    /// First line of `compiler --version`, or why there is none.
+    /// First line of `compiler --version`, or why there is none. Runs
+    /// confined like the build, in a scratch folder of its own.
     async fn identify(&self, path: &Path, argv0: &str) -> String {
+        let scratch = match random_name() {
+            Ok(name) => self.data.builds_dir().join(format!("identify-{name}")),
+            Err(err) => return format!("unknown: {err}"),
+        };
+        if let Err(err) = make_dir(&scratch, 0o700) {
+            return format!("unknown: {err}");
+        }
+        let (status, log) = self
+            .step(
+                path,
+                vec![argv0.to_owned(), "--version".into()],
+                &scratch,
+                &[],
+                IDENTIFY_TIMEOUT,
+                4096,
+            )
+            .await;
+        let _ = tokio::task::spawn_blocking(move || remove_tree(&scratch)).await;
+        if let StepEnd::NotStarted(err) = status {
+            return format!("unknown: {err}");
+        }
+        let text = String::from_utf8_lossy(&log.bytes);
+        match text.lines().map(str::trim).find(|l| !l.is_empty()) {
+            Some(line) => line.chars().take(200).collect(),
+            None => format!("unknown: {argv0} --version printed nothing"),
+        }
+    }
+
+    /// Runs one toolchain step confined in `out` (its only writable
+    /// folder), reading `read_only` besides the toolchain; returns how it
+    /// ended and its merged output, bounded by `log_limit`.
+    async fn step(
+        &self,
+        program: &Path,
+        argv: Vec<String>,
+        out: &Path,
+        read_only: &[PathBuf],
+        time_limit: Duration,
+        log_limit: usize,
+    ) -> (StepEnd, Captured) {
         let spec = SpawnSpec {
             role: Role::Build {
-                output_dir: self.data.builds_dir(),
+                output_dir: out.to_path_buf(),
+                read_only: read_only.to_vec(),
             },
-            executable: Executable::Path(path.to_path_buf()),
-            argv: vec![argv0.to_owned(), "--version".into()],
-            env: self.env(&self.data.builds_dir()),
-            cwd: self.data.builds_dir(),
-            limits: self.limits(IDENTIFY_TIMEOUT.as_secs()),
+            executable: Executable::Path(program.to_path_buf()),
+            argv,
+            env: self.env(out),
+            cwd: out.to_path_buf(),
+            limits: self.limits(time_limit.as_secs()),
             channel: None,
             output: OutputMode::Merged,
         };
         let mut child = match self.compartment.spawn(spec) {
             Ok(child) => child,
-            Err(err) => return format!("unknown: {err}"),
+            Err(err) => return (StepEnd::NotStarted(err.to_string()), Captured::default()),
         };
         let (give_up_tx, give_up) = watch::channel(false);
-        let log = child
+        let log_task = child
             .take_stdout()
-            .map(|out| tokio::spawn(capture(out, 4096, give_up)));
-        let status = tokio::time::timeout(IDENTIFY_TIMEOUT, child.wait()).await;
-        if status.is_err() {
+            .map(|out| tokio::spawn(capture(out, log_limit, give_up)));
+        let mut shutdown = self.shutdown.clone();
+        let end = tokio::select! {
+            status = child.wait() => match status {
+                Ok(status) => StepEnd::Exited(status, child.end_note().map(str::to_owned)),
+                Err(err) => StepEnd::WaitFailed(err.to_string()),
+            },
+            _ = tokio::time::sleep(time_limit) => StepEnd::TimedOut,
+            _ = shutdown.wait_for(|stop| *stop) => StepEnd::Interrupted,
+        };
+        if !matches!(end, StepEnd::Exited(..)) {
             child.kill_group();
             let _ = child.wait().await;
         }
         let stop_reading = give_up_after(give_up_tx, LOG_GRACE);
-        let text = match log {
-            Some(task) => task.await.map(|c| c.bytes).unwrap_or_default(),
-            None => Vec::new(),
+        let log = match log_task {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Captured::default(),
         };
         stop_reading.abort();
-        let text = String::from_utf8_lossy(&text);
-        match text.lines().map(str::trim).find(|l| !l.is_empty()) {
-            Some(line) => line.chars().take(200).collect(),
-            None => format!("unknown: {argv0} --version printed nothing"),
-        }
+        (end, log)
     }
 
     async fn compile(
@@ -245,127 +344,70 @@ impl Builder {
         plan: &BuildPlan,
         compiler: &Path,
         argv: &[String],
-        work: &Path,
+        work: &WorkLayout,
     ) -> (BuildOutcome, Verdict) {
         let started = Instant::now();
         let elapsed = |started: Instant| started.elapsed().as_millis() as u64;
         if let Err(err) = write_work_files(plan, work).await {
-            let message = format!("preparing the work folder {}: {err}", work.display());
+            let message = format!("preparing the work folder {}: {err}", work.root.display());
             return (
                 failed(None, message, String::new(), false, elapsed(started)),
                 Verdict::ToolchainUnavailable,
             );
         }
         let time_limit = Duration::from_secs(self.config.time_limit_s.into());
-        let spec = SpawnSpec {
-            role: Role::Build {
-                output_dir: work.to_path_buf(),
-            },
-            executable: Executable::Path(compiler.to_path_buf()),
-            argv: argv.to_vec(),
-            env: self.env(work),
-            cwd: work.to_path_buf(),
-            limits: self.limits(self.config.time_limit_s.into()),
-            channel: None,
-            output: OutputMode::Merged,
-        };
-        let mut child = match self.compartment.spawn(spec) {
-            Ok(child) => child,
-            Err(err) => {
-                return (
-                    failed(
-                        None,
-                        err.to_string(),
-                        String::new(),
-                        false,
-                        elapsed(started),
-                    ),
-                    Verdict::ToolchainUnavailable,
-                );
-            }
-        };
-        let (give_up_tx, give_up) = watch::channel(false);
-        let log_task = child
-            .take_stdout()
-            .map(|out| tokio::spawn(capture(out, self.config.log_limit_bytes, give_up)));
-        let mut shutdown = self.shutdown.clone();
-        enum End {
-            Exited(std::io::Result<std::process::ExitStatus>),
-            TimedOut,
-            Interrupted,
+        let read_only = [work.src(), plan.sdk.dir.clone()];
+        let out = work.out();
+        let (end, log) = self
+            .step(
+                compiler,
+                argv.to_vec(),
+                &out,
+                &read_only,
+                time_limit,
+                self.config.log_limit_bytes,
+            )
+            .await;
+        let mut truncated = log.truncated;
+        let mut log = String::from_utf8_lossy(&log.bytes).into_owned();
+        if let Some(verdict) = self.judge(end, "the compiler") {
+            return verdict.into_outcome(log, truncated, elapsed(started));
         }
-        let end = tokio::select! {
-            status = child.wait() => End::Exited(status),
-            _ = tokio::time::sleep(time_limit) => End::TimedOut,
-            _ = shutdown.wait_for(|stop| *stop) => End::Interrupted,
-        };
-        if !matches!(end, End::Exited(_)) {
-            child.kill_group();
-            let _ = child.wait().await;
-        }
-        let stop_reading = give_up_after(give_up_tx, LOG_GRACE);
-        let log = match log_task {
-            Some(task) => task.await.unwrap_or_default(),
-            None => Default::default(),
-        };
-        stop_reading.abort();
-        let truncated = log.truncated;
-        let log = String::from_utf8_lossy(&log.bytes).into_owned();
-        let duration_ms = elapsed(started);
 
-        let status = match end {
-            End::Interrupted => {
+        // The compartment's steps on the linked executable (c18n's elfctl),
+        // before it is hashed: the measured bytes are the final ones.
+        let output = out.join(&plan.output_name);
+        for command in plan.steps.post_link_commands(Path::new(&plan.output_name)) {
+            let Some(tool) = resolve_program(&command[0], &self.path_var) else {
+                let message = format!("post-link step {:?} not found in PATH", command[0]);
                 return (
-                    BuildOutcome::Interrupted {
-                        log,
-                        log_truncated: truncated,
-                        duration_ms,
-                    },
-                    Verdict::Interrupted,
-                );
-            }
-            End::TimedOut => {
-                let message = format!(
-                    "the compiler ran past the build time limit ({} s) and was stopped",
-                    self.config.time_limit_s
-                );
-                return (
-                    failed(None, message, log, truncated, duration_ms),
-                    Verdict::TimedOut,
-                );
-            }
-            End::Exited(Err(err)) => {
-                let message = format!("waiting for the compiler: {err}");
-                return (
-                    failed(None, message, log, truncated, duration_ms),
+                    failed(None, message, log, truncated, elapsed(started)),
                     Verdict::ToolchainUnavailable,
                 );
+            };
+            log.push_str(&format!("$ {}\n", command.join(" ")));
+            let room = self.config.log_limit_bytes.saturating_sub(log.len());
+            let (end, more) = self
+                .step(&tool, command.clone(), &out, &[], time_limit, room)
+                .await;
+            log.push_str(&String::from_utf8_lossy(&more.bytes));
+            truncated |= more.truncated;
+            if let Some(verdict) = self.judge(end, &command[0]) {
+                return verdict.into_outcome(log, truncated, elapsed(started));
             }
-            End::Exited(Ok(status)) => status,
-        };
-        if let Some(signal) = status.signal() {
-            let message = format!("the compiler was killed by signal {signal}");
-            return (
-                failed(None, message, log, truncated, duration_ms),
-                Verdict::CompileError,
-            );
         }
-        if !status.success() {
-            return (
-                failed(status.code(), None, log, truncated, duration_ms),
-                Verdict::CompileError,
-            );
-        }
-        let output = work.join(&plan.output_name);
+
         let files = self.records.files().clone();
         let staged = tokio::task::spawn_blocking(move || {
-            if output.is_file() {
-                files.stage_file(&output).map(Some)
-            } else {
-                Ok(None)
+            // The output folder belongs to the sandbox: take only a regular
+            // file, never what a symbolic link points at.
+            match std::fs::symlink_metadata(&output) {
+                Ok(meta) if meta.is_file() => files.stage_file(&output).map(Some),
+                _ => Ok(None),
             }
         })
         .await;
+        let duration_ms = elapsed(started);
         match staged {
             Ok(Ok(Some(executable))) => (
                 BuildOutcome::Succeeded {
@@ -403,28 +445,121 @@ impl Builder {
         }
     }
 
-    /// The compiler's whole environment: enough to find its tools, C locale
-    /// for stable diagnostics, temporary files in the work folder.
-    fn env(&self, work: &Path) -> Vec<(String, String)> {
-        let work = work.display().to_string();
+    /// `None` when a step succeeded; otherwise how the build failed.
+    fn judge(&self, end: StepEnd, what: &str) -> Option<Failure> {
+        match end {
+            StepEnd::Exited(status, _) if status.success() => None,
+            StepEnd::Exited(status, note) => Some(match (status.signal(), note) {
+                (_, Some(note)) => Failure::compile(None, format!("{what} was {note}")),
+                (Some(signal), None) => {
+                    Failure::compile(None, format!("{what} was killed by signal {signal}"))
+                }
+                (None, None) if what == "the compiler" => Failure::compile(status.code(), None),
+                (None, None) => Failure::compile(
+                    status.code(),
+                    format!("{what} failed (exit code {})", status.code().unwrap_or(-1)),
+                ),
+            }),
+            StepEnd::NotStarted(err) => Some(Failure {
+                exit_code: None,
+                error: Some(err),
+                verdict: Verdict::ToolchainUnavailable,
+            }),
+            StepEnd::WaitFailed(err) => Some(Failure {
+                exit_code: None,
+                error: Some(format!("waiting for {what}: {err}")),
+                verdict: Verdict::ToolchainUnavailable,
+            }),
+            StepEnd::TimedOut => Some(Failure::timed_out(format!(
+                "{what} ran past the build time limit ({} s) and was stopped",
+                self.config.time_limit_s
+            ))),
+            StepEnd::Interrupted => Some(Failure {
+                exit_code: None,
+                error: None,
+                verdict: Verdict::Interrupted,
+            }),
+        }
+    }
+
+    /// The compiler's environment (the sandbox adds its own `PATH`,
+    /// `TMPDIR` and `LANG`): C locale for stable diagnostics, temporary
+    /// files and home in its output folder.
+    fn env(&self, out: &Path) -> Vec<(String, String)> {
+        let out = out.display().to_string();
         vec![
             ("PATH".into(), self.path_var.clone()),
             ("LC_ALL".into(), "C".into()),
-            ("TMPDIR".into(), work.clone()),
-            ("HOME".into(), work),
+            ("TMPDIR".into(), out.clone()),
+            ("HOME".into(), out),
         ]
     }
 
+    /// The compiler's limits: CPU time = the build time limit, memory from
+    /// the configuration (`None` = unlimited).
     fn limits(&self, seconds: u64) -> Limits {
+        let set = |v: u64| (v != 0).then_some(v);
         Limits {
-            // Compilers and linkers map a lot; confinement issues may tighten this.
-            address_space_bytes: None,
-            cpu_seconds: Some(seconds),
+            address_space_bytes: set(self.config.address_space_bytes),
+            cpu_seconds: Some(seconds.max(1)),
             open_files: Some(1024),
+            // RLIMIT_NPROC counts the launcher's own user under `none`;
+            // a sandbox has its own PID namespace and user.
             processes: None,
             file_size_bytes: Some(512 * 1024 * 1024),
             wall_seconds: seconds,
         }
+    }
+}
+
+/// How one toolchain step ended.
+enum StepEnd {
+    Exited(std::process::ExitStatus, Option<String>),
+    NotStarted(String),
+    WaitFailed(String),
+    TimedOut,
+    Interrupted,
+}
+
+/// A failed build, before its log is attached.
+struct Failure {
+    exit_code: Option<i32>,
+    error: Option<String>,
+    verdict: Verdict,
+}
+
+impl Failure {
+    fn compile(exit_code: Option<i32>, error: impl Into<Option<String>>) -> Self {
+        Failure {
+            exit_code,
+            error: error.into(),
+            verdict: Verdict::CompileError,
+        }
+    }
+
+    fn timed_out(error: String) -> Self {
+        Failure {
+            exit_code: None,
+            error: Some(error),
+            verdict: Verdict::TimedOut,
+        }
+    }
+
+    fn into_outcome(
+        self,
+        log: String,
+        log_truncated: bool,
+        duration_ms: u64,
+    ) -> (BuildOutcome, Verdict) {
+        let outcome = match self.verdict {
+            Verdict::Interrupted => BuildOutcome::Interrupted {
+                log,
+                log_truncated,
+                duration_ms,
+            },
+            _ => failed(self.exit_code, self.error, log, log_truncated, duration_ms),
+        };
+        (outcome, self.verdict)
     }
 }
 
@@ -444,20 +579,38 @@ fn failed(
     }
 }
 
-async fn write_work_files(plan: &BuildPlan, work: &Path) -> std::io::Result<()> {
-    let work: PathBuf = work.to_path_buf();
-    let files: Vec<_> = plan
-        .sources
-        .iter()
-        .chain(&plan.headers)
-        .map(|f| (f.name.clone(), f.bytes.clone()))
-        .collect();
+/// 16 random hex digits: a work folder's name.
+fn random_name() -> Result<String, BuildError> {
+    let mut bytes = [0u8; 8];
+    openssl::rand::rand_bytes(&mut bytes)
+        .map_err(|e| BuildError::Task(format!("random folder name: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Creates `dir` with exactly `mode` (whatever the umask).
+fn make_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
+}
+
+/// Creates the work folder: the root and `src/` searchable and readable by
+/// the sandbox's user (`src/` holds what the compiler reads), `out/` private
+/// until the sandbox takes it over.
+async fn write_work_files(plan: &BuildPlan, work: &WorkLayout) -> std::io::Result<()> {
+    let work = work.clone();
+    let files = plan.work_files();
     tokio::task::spawn_blocking(move || {
-        create_private_dir(&work)?;
-        for (name, bytes) in files {
-            std::fs::write(work.join(name), bytes)?;
+        make_dir(&work.root, 0o711)?;
+        make_dir(&work.src(), 0o755)?;
+        for file in files {
+            let path = work.src().join(&file.name);
+            std::fs::write(&path, &file.bytes)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
         }
-        Ok(())
+        make_dir(&work.out(), 0o700)
     })
     .await
     .map_err(std::io::Error::other)?

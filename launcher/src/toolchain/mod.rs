@@ -1,21 +1,25 @@
 //! Toolchain profiles and build plans.
 //!
 //! A [`Profile`] names a compiler and its flags. A [`BuildPlan`] is one
-//! compilation: the profile, the sources and headers to place in the work
-//! folder, include folders, and the output name; [`BuildPlan::argv`] is the
-//! exact command line that runs and is recorded. Later issues add the C SDK
-//! and a generated trust-anchor source to every plan through
-//! [`BuildPlan::add_source`] and [`BuildPlan::add_header`].
+//! compilation: the profile, the program, the C SDK ([`sdk`]) and the
+//! generated trust-anchor source, what the compartment adds, and the output
+//! name; [`BuildPlan::argv`] is the exact command line that runs and is
+//! recorded.
 
 mod build;
+pub mod sdk;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use programs_db::CompiledIn;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use build::{BuildError, BuildReport, Builder, Verdict};
+pub use build::{BuildError, BuildReport, Builder, BuilderParts, Verdict};
+pub use sdk::{Anchor, AnchorError, Sdk};
+
+use crate::compartment::BuildSteps;
 
 /// A compiler and how to call it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -123,78 +127,129 @@ pub fn validate_profile(name: &str, profile: &Profile) -> Result<(), String> {
     Ok(())
 }
 
-/// A file placed in the build's work folder.
+/// A file placed in the build's source folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkFile {
-    /// Base name inside the work folder.
+    /// Base name inside the source folder.
     pub name: String,
     pub bytes: Vec<u8>,
 }
 
-/// One compilation, fully described before anything runs.
+/// Where a build happens: `<data>/builds/<name>/` with the sources in
+/// `src/` (read-only for the compiler) and its output in `out/` (its only
+/// writable folder, and its working directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkLayout {
+    pub root: PathBuf,
+}
+
+impl WorkLayout {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn src(&self) -> PathBuf {
+        self.root.join("src")
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.root.join("out")
+    }
+}
+
+/// Where the SDK's paths appear in the executable's debug information, so
+/// that it does not depend on the data folder.
+pub const SDK_PREFIX: &str = "/attestable-sdk";
+
+/// One compilation, fully described before anything runs: the program,
+/// the SDK and the generated trust-anchor source, the profile, and what the
+/// compartment adds.
 #[derive(Debug, Clone)]
 pub struct BuildPlan {
     pub profile_name: String,
     pub profile: Profile,
-    /// Compiled, in order; the program's own source first.
-    pub sources: Vec<WorkFile>,
-    /// Copied into the work folder, not compiled (found by `#include "…"`).
-    pub headers: Vec<WorkFile>,
-    pub include_dirs: Vec<PathBuf>,
-    /// The executable's name in the work folder.
+    /// The uploaded source (validated `*.c` base name).
+    pub program: WorkFile,
+    pub sdk: Sdk,
+    pub anchor: Anchor,
+    /// What the compartment adds (c18n link flags and post-link steps).
+    pub steps: BuildSteps,
+    /// The executable's name in the output folder.
     pub output_name: String,
 }
 
 impl BuildPlan {
     /// A plan for one uploaded program (`name` is a validated `*.c` base name).
-    pub fn new(profile_name: &str, profile: Profile, name: &str, source: Vec<u8>) -> Self {
+    pub fn new(
+        profile_name: &str,
+        profile: Profile,
+        name: &str,
+        source: Vec<u8>,
+        sdk: Sdk,
+        anchor: Anchor,
+        steps: BuildSteps,
+    ) -> Self {
         let stem = name.strip_suffix(".c").unwrap_or(name);
         let output_name = if stem.is_empty() { "program" } else { stem };
         Self {
             profile_name: profile_name.to_owned(),
             profile,
-            sources: vec![WorkFile {
+            program: WorkFile {
                 name: name.to_owned(),
                 bytes: source,
-            }],
-            headers: Vec::new(),
-            include_dirs: Vec::new(),
+            },
+            sdk,
+            anchor,
+            steps,
             output_name: output_name.to_owned(),
         }
     }
 
-    /// Adds a source compiled after the program's (e.g. the SDK).
-    pub fn add_source(&mut self, name: &str, bytes: Vec<u8>) {
-        self.sources.push(WorkFile {
-            name: name.to_owned(),
-            bytes,
-        });
+    /// The files written to the source folder: the program, then the
+    /// generated anchor.
+    pub fn work_files(&self) -> Vec<WorkFile> {
+        vec![
+            self.program.clone(),
+            WorkFile {
+                name: sdk::ANCHOR_NAME.to_owned(),
+                bytes: self.anchor.c_source().into_bytes(),
+            },
+        ]
     }
 
-    /// Adds a header placed beside the sources.
-    pub fn add_header(&mut self, name: &str, bytes: Vec<u8>) {
-        self.headers.push(WorkFile {
-            name: name.to_owned(),
-            bytes,
-        });
+    /// What the build records besides the program.
+    pub fn compiled_in(&self) -> CompiledIn {
+        CompiledIn {
+            sdk_sha256: self.sdk.sha256.clone(),
+            services_anchor_sha256: self.anchor.sha256(),
+        }
     }
 
-    pub fn add_include_dir(&mut self, dir: PathBuf) {
-        self.include_dirs.push(dir);
-    }
-
-    /// The full command line, relative to the work folder:
-    /// `compiler flags… -I dir… -o output sources… libs…`.
-    pub fn argv(&self) -> Vec<String> {
+    /// The full command line, run in `work.out()`:
+    /// `compiler flags… [c18n flags] -ffile-prefix-map=… -I <sdk> -o output
+    /// program.c <sdk>/attestable.c attestable_anchor.c libs…`.
+    ///
+    /// The prefix maps keep the build's own folders out of the executable
+    /// (`-g` records the compilation folder and source paths): the same
+    /// source, SDK, anchor and profile give the same bytes, whatever the
+    /// build's folder or the data folder.
+    pub fn argv(&self, work: &WorkLayout) -> Vec<String> {
+        let src = work.src();
         let mut argv = vec![self.profile.compiler.clone()];
         argv.extend(self.profile.flags.iter().cloned());
-        for dir in &self.include_dirs {
-            argv.push("-I".into());
-            argv.push(dir.display().to_string());
-        }
+        argv.extend(self.steps.link_flags.iter().cloned());
+        argv.push(format!("-ffile-prefix-map={}=.", work.root.display()));
+        argv.push(format!(
+            "-ffile-prefix-map={}={SDK_PREFIX}",
+            self.sdk.dir.display()
+        ));
+        argv.push("-I".into());
+        argv.push(self.sdk.dir.display().to_string());
         argv.push("-o".into());
         argv.push(self.output_name.clone());
-        argv.extend(self.sources.iter().map(|s| s.name.clone()));
+        argv.push(src.join(&self.program.name).display().to_string());
+        argv.push(self.sdk.source().display().to_string());
+        argv.push(src.join(sdk::ANCHOR_NAME).display().to_string());
         argv.extend(self.profile.libs.iter().cloned());
         argv
     }
@@ -204,26 +259,66 @@ impl BuildPlan {
 mod tests {
     use super::*;
 
+    fn plan(steps: BuildSteps) -> BuildPlan {
+        let sdk = Sdk {
+            dir: "/data/sdk/5d4e".into(),
+            sha256: programs_db::Sha256Hex::of(b"sdk"),
+        };
+        BuildPlan::new(
+            "host",
+            builtin_profiles()["host"].clone(),
+            "hello.c",
+            b"int main(void){return 0;}".to_vec(),
+            sdk,
+            Anchor::none(),
+            steps,
+        )
+    }
+
     #[test]
-    fn argv_orders_flags_includes_output_sources_libs() {
-        let profiles = builtin_profiles();
-        let mut plan = BuildPlan::new("host", profiles["host"].clone(), "hello.c", b"x".to_vec());
+    fn argv_compiles_the_program_the_sdk_and_the_anchor_reproducibly() {
+        let work = WorkLayout::new("/data/builds/9f2c".into());
         assert_eq!(
-            plan.argv(),
+            plan(BuildSteps::default()).argv(&work),
             [
-                "cc", "-std=c11", "-O2", "-g", "-Wall", "-o", "hello", "hello.c", "-lcrypto"
+                "cc",
+                "-std=c11",
+                "-O2",
+                "-g",
+                "-Wall",
+                "-ffile-prefix-map=/data/builds/9f2c=.",
+                "-ffile-prefix-map=/data/sdk/5d4e=/attestable-sdk",
+                "-I",
+                "/data/sdk/5d4e",
+                "-o",
+                "hello",
+                "/data/builds/9f2c/src/hello.c",
+                "/data/sdk/5d4e/attestable.c",
+                "/data/builds/9f2c/src/attestable_anchor.c",
+                "-lcrypto"
             ]
         );
-        plan.add_source("attestable.c", b"y".to_vec());
-        plan.add_header("attestable.h", b"z".to_vec());
-        plan.add_include_dir("/opt/sdk".into());
-        let argv = plan.argv();
-        let pos = |s: &str| argv.iter().position(|a| a == s).unwrap();
-        assert!(pos("-I") < pos("-o"));
-        assert_eq!(argv[pos("-I") + 1], "/opt/sdk");
-        assert!(pos("hello.c") < pos("attestable.c"));
-        assert!(pos("attestable.c") < pos("-lcrypto"));
-        assert!(!argv.contains(&"attestable.h".to_string()));
+        let files: Vec<String> = plan(BuildSteps::default())
+            .work_files()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(files, ["hello.c", "attestable_anchor.c"]);
+        let compiled_in = plan(BuildSteps::default()).compiled_in();
+        assert_eq!(compiled_in.services_anchor_sha256, None);
+    }
+
+    #[test]
+    fn the_compartment_adds_its_link_flags_after_the_profile() {
+        use launcher_sandbox::cheri::C18nMechanism;
+        let steps = BuildSteps {
+            link_flags: C18nMechanism::Interpreter.link_flags(),
+            c18n: Some(C18nMechanism::Interpreter),
+        };
+        let argv = plan(steps).argv(&WorkLayout::new("/b/1".into()));
+        let pos = |s: &str| argv.iter().position(|a| a.starts_with(s)).unwrap();
+        assert!(pos("-Wall") < pos("-Wl,--dynamic-linker=/libexec/ld-elf-c18n.so.1"));
+        assert!(pos("-Wl,--dynamic-linker") < pos("-o"));
     }
 
     #[test]

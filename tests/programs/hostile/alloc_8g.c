@@ -1,4 +1,5 @@
 /* Allocates 8 GiB and touches every page. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,5 @@
 /* Spins forever; the CPU-time limit must end it. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <stdio.h>
 
 int main(void) {

@@ -1,4 +1,5 @@
 /* Tries a TCP connection to a listener on 127.0.0.1:PORT. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

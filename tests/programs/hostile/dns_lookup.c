@@ -1,4 +1,5 @@
 /* Tries a DNS lookup. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,5 @@
 /* Forks until the system refuses, reports once, then waits to be killed. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -4,6 +4,7 @@
 #error "define SECRET_PATH"
 #endif
 static const char leaked[] = {
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include SECRET_PATH
 };
 

@@ -1,4 +1,5 @@
 /* Sends SIGCONT (harmless to a running process) to PID, the launcher. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

@@ -1,4 +1,5 @@
 /* Tries to mount a tmpfs in its working folder. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

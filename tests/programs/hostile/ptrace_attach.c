@@ -1,4 +1,5 @@
 /* Tries ptrace(PTRACE_ATTACH) on its own child. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

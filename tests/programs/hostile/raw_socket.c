@@ -1,4 +1,5 @@
 /* Tries to open sockets of families other than AF_UNIX. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,5 @@
 /* Tries to read files outside the allowed paths. Prints sizes, never contents. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,4 +1,6 @@
-/* A program that behaves: reports what it sees of its compartment. */
+/* A program that behaves: reports what it sees of its compartment, and says
+ * "ready" on the channel as a well-formed LOG frame. */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,7 +39,11 @@ int main(void) {
     const char *chan = getenv("ATTESTABLE_FD");
     if (chan != NULL) {
         int fd = atoi(chan);
-        if (write(fd, "ready\n", 6) != 6) {
+        /* A LOG frame (docs/PROTOCOL.md): type 0x05, payload length 14,
+         * corr 0, level 2 (info), text "ready". */
+        static const unsigned char frame[] = {
+            0x05, 0, 0, 0, 14, 0, 0, 0, 0, 2, 0, 0, 0, 5, 'r', 'e', 'a', 'd', 'y'};
+        if (write(fd, frame, sizeof frame) != (ssize_t)sizeof frame) {
             printf("FAILED writing to fd %d: %s\n", fd, strerror(errno));
             return 2;
         }

@@ -1,4 +1,5 @@
 /* Writes in its working folder (must work), then outside it (must not). */
+#define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

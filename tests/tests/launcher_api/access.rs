@@ -108,7 +108,18 @@ async fn health_and_ca_are_open_and_the_ca_is_the_root() {
     let ca = anonymous.get(launcher.url("/v1/ca")).send().await.unwrap();
     assert_eq!(ca.status(), 200);
     assert_eq!(ca.headers()["content-type"], "application/x-pem-file");
-    assert_eq!(ca.bytes().await.unwrap(), launcher.root_pem());
+    // The root first (a client reading one certificate gets it), then the
+    // attestation intermediate in force.
+    let body = ca.bytes().await.unwrap();
+    assert!(
+        body.starts_with(launcher.root_pem()),
+        "the root comes first"
+    );
+    let rest = &body[launcher.root_pem().len()..];
+    assert_eq!(
+        rest,
+        std::fs::read(launcher.data_dir().join("pki/attestation.pem")).unwrap()
+    );
     // A client that trusts another root refuses the connection.
     let other = launcher_root_of_another_daemon();
     let stranger = client(&other, None);

@@ -21,10 +21,13 @@ fn slow_compiler(dir: &std::path::Path) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_build_time_limit_and_a_missing_compiler() {
     let tools = tempfile::tempdir().unwrap();
+    // The compiler runs confined as the sandbox's user, who must reach it.
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let slow = slow_compiler(tools.path());
     let launcher = Launcher::start_with(LauncherOptions {
         config: Some(format!(
-            "[builds]\ntime_limit_s = 1\n\
+            // Long enough for the default profile, which compiles the SDK too.
+            "[builds]\ntime_limit_s = 5\n\
              [profiles.slow]\ncompiler = \"{}\"\n\
              [profiles.absent]\ncompiler = \"no-such-compiler-anywhere\"\n",
             slow.display()
@@ -51,7 +54,7 @@ async fn the_build_time_limit_and_a_missing_compiler() {
     .await;
     assert_eq!(body["error"]["code"], "compile_failed");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("build time limit (1 s)"), "{message}");
+    assert!(message.contains("build time limit (5 s)"), "{message}");
     assert!(
         message.contains("slowcc: thinking"),
         "the log so far is kept: {message}"

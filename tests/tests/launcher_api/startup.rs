@@ -19,7 +19,9 @@ async fn first_start_creates_keys_token_and_address_file() {
     assert_eq!(mode("pki/tls.key"), 0o600);
     assert_eq!(mode("api-token"), 0o600);
     assert_eq!(mode("launcher.db"), 0o600);
-    assert_eq!(mode("."), 0o700);
+    // Searchable, not listable: the sandbox's user reaches its own folders.
+    assert_eq!(mode("."), 0o711);
+    assert_eq!(mode("pki"), 0o700);
     assert_eq!(launcher.token().len(), 64);
     let addr = std::fs::read_to_string(data.join("launcher.addr")).unwrap();
     assert_eq!(addr, launcher.addr().to_string());
@@ -32,7 +34,8 @@ async fn first_start_creates_keys_token_and_address_file() {
     let platform = launcher.get("/v1/platform", 200).await;
     assert!(platform["cpus"].as_u64().unwrap() >= 1);
     assert!(platform["physical_memory_bytes"].as_u64().unwrap() > 0);
-    assert_eq!(platform["compartment"]["backend"], "none");
+    assert_eq!(platform["compartment"]["backend"], "linux-sandbox");
+    assert_eq!(platform["compartment"]["insecure"], false);
     assert_eq!(platform["toolchains"]["default_profile"], "host");
 
     // A second daemon on the same data folder is refused.

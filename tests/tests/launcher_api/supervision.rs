@@ -1,6 +1,9 @@
 //! Time limits, cancel, the queue, output bounds, and what a program is given.
 
-use attestable_tests::{Launcher, LauncherOptions, expect, process_alive, program_source};
+use attestable_tests::{
+    Launcher, LauncherOptions, expect, pid_namespace, process_alive, processes_in_pid_namespace,
+    program_source,
+};
 use serde_json::{Value, json};
 
 async fn built(launcher: &Launcher, file: &str) -> i64 {
@@ -19,6 +22,12 @@ async fn a_looping_program_is_stopped_at_its_time_limit_with_its_children() {
     let launcher = Launcher::start();
     let program = built(&launcher, "spawner.c").await;
     let run = launcher.run(program, json!({"time_limit_s": 2})).await;
+    let running = launcher
+        .wait_run_until(id(&run), |r| {
+            r["status"] != "queued" && r["status"] != "starting"
+        })
+        .await;
+    let ns = running["pid"].as_i64().and_then(pid_namespace);
     let done = launcher.wait_run(id(&run)).await;
     assert_eq!(done["status"], "timed_out", "{done}");
     assert_eq!(done["time_limit_s"], 2);
@@ -29,18 +38,22 @@ async fn a_looping_program_is_stopped_at_its_time_limit_with_its_children() {
             .unwrap()
             .contains("time limit of 2 s")
     );
-    // Output written before the limit is kept.
+    // Output written before the limit is kept (the child's pid as the
+    // program sees it, inside its own PID namespace).
     let stdout = done["stdout"].as_str().unwrap();
     let child: i64 = stdout
         .strip_prefix("child ")
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("unexpected output {stdout:?}"));
-    // The child it forked died with it (the whole process group is killed).
+    assert!(child > 1, "{stdout}");
+    // The child it forked died with it: its PID namespace is empty.
+    let ns = ns.expect("the run's PID namespace");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while process_alive(child) {
+    while !processes_in_pid_namespace(&ns).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
-            "child {child} survived its run"
+            "processes of the run survived it: {:?}",
+            processes_in_pid_namespace(&ns)
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -18,7 +18,6 @@ use openssl::asn1::{Asn1Object, Asn1OctetString};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::sign::Signer;
-use openssl::x509::extension::{BasicConstraints, KeyUsage};
 use openssl::x509::{X509, X509Extension, X509Req};
 
 use crate::encoding::{Sha256Hex, UnixTime};
@@ -28,8 +27,8 @@ use crate::evidence::{
 };
 use crate::memmap::{bound_regions, render_camb_memory};
 use crate::pki::{
-    self, CertificateAuthority, CryptoContext, PkiError, Validity, asn1_time_to_unix, certs_to_pem,
-    describe_name, key_id, x509_name,
+    self, CertificateAuthority, CryptoContext, PkiError, Validity, add_end_entity_usage,
+    asn1_time_to_unix, certs_to_pem, describe_name, key_id, x509_name,
 };
 
 /// CAMB extension: `Model: <cpu model>`.
@@ -439,24 +438,7 @@ pub fn issue_run_certificate(
     let mut builder = authority
         .ca
         .leaf_builder(&subject, &program_key, validity)?;
-    builder
-        .append_extension(
-            BasicConstraints::new()
-                .critical()
-                .build()
-                .context("basicConstraints")?,
-        )
-        .context("basicConstraints")?;
-    builder
-        .append_extension(
-            KeyUsage::new()
-                .critical()
-                .digital_signature()
-                .key_agreement()
-                .build()
-                .context("keyUsage")?,
-        )
-        .context("keyUsage")?;
+    add_end_entity_usage(&mut builder)?;
     let platform = &evidence.platform;
     let memory = render_camb_memory(
         &evidence.compartment.memory_map,

@@ -15,6 +15,7 @@
 //! | [`policy`] | TOML trust policies and the decisions they make |
 //! | [`proof`] | trust decisions with Certifier-style proofs |
 //! | [`envelope`] | CMS AuthEnvelopedData and SignedData |
+//! | [`token`] | bearer tokens in 0600 files, compared in constant time |
 //! | [`attested`] | attested requests: program side and [`attested::ServiceVerifier`] |
 
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ pub mod pki;
 pub mod policy;
 pub mod probe;
 pub mod proof;
+pub mod token;
 pub mod verify;
 
 #[cfg(feature = "server")]

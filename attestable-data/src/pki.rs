@@ -430,24 +430,7 @@ impl CertificateAuthority {
     ) -> Result<X509> {
         let name = x509_name(&spec.common_name, spec.organization.as_deref())?;
         let mut builder = self.leaf_builder(&name, key, Validity::days_from_now(spec.days))?;
-        builder
-            .append_extension(
-                BasicConstraints::new()
-                    .critical()
-                    .build()
-                    .context("basicConstraints")?,
-            )
-            .context("basicConstraints")?;
-        builder
-            .append_extension(
-                KeyUsage::new()
-                    .critical()
-                    .digital_signature()
-                    .key_agreement()
-                    .build()
-                    .context("keyUsage")?,
-            )
-            .context("keyUsage")?;
+        add_end_entity_usage(&mut builder)?;
         builder
             .append_extension(
                 ExtendedKeyUsage::new()
@@ -505,6 +488,31 @@ impl CertificateAuthority {
             .context("signing a certificate")?;
         Ok(builder.build())
     }
+}
+
+/// Marks a certificate as an end entity (critical `CA:FALSE`) whose key
+/// signs (digitalSignature) and receives CMS envelopes (keyAgreement): the
+/// profile of service certificates and run certificates alike.
+pub fn add_end_entity_usage(builder: &mut X509Builder) -> Result<()> {
+    builder
+        .append_extension(
+            BasicConstraints::new()
+                .critical()
+                .build()
+                .context("basicConstraints")?,
+        )
+        .context("basicConstraints")?;
+    builder
+        .append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .key_agreement()
+                .build()
+                .context("keyUsage")?,
+        )
+        .context("keyUsage")?;
+    Ok(())
 }
 
 fn cert_builder<T: HasPublic>(

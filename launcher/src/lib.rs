@@ -2,7 +2,6 @@
 //! toolchain profile, runs them supervised behind a compartment seam, and
 //! serves it all over HTTPS. See `docs/ARCHITECTURE.md` for the map.
 
-pub mod access;
 pub mod api;
 pub mod broker;
 pub mod channel;

@@ -16,7 +16,6 @@ use programs_db::Db;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::access::ApiToken;
 use crate::api::{self, App};
 use crate::broker::Registry;
 use crate::channel::hello::Certifier;
@@ -29,6 +28,7 @@ use crate::records::Records;
 use crate::supervisor::Supervisor;
 use crate::tls::{self, ServerNames};
 use crate::toolchain::{Anchor, Builder, BuilderParts, Sdk};
+use attestable_data::token::BearerToken;
 
 /// Time live runs get to be stopped and recorded at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -84,7 +84,7 @@ pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
         ensure_attestation(&data, &pki.root, config.pki.attestation_days)?,
     ));
     attestation.clone().watch();
-    let token = ApiToken::load_or_create(&data.api_token())?;
+    let token = BearerToken::load_or_create(&data.api_token(), "API token")?;
 
     let mut db = Db::open(data.root())?;
     let recovery = db.recover()?;

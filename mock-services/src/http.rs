@@ -35,8 +35,8 @@ use crate::config::Settings;
 use crate::db::{self, AuditRecord};
 use crate::decisions::DecisionLog;
 use crate::kind::ServiceKind;
-use crate::token::OperatorToken;
 use crate::{messaging, store, taxi};
+use attestable_data::token::BearerToken;
 
 /// Largest body of an attested request (`docs/PROTOCOL.md`: 17 MiB).
 pub const MAX_ATTESTED_BODY: usize = 17 << 20;
@@ -57,7 +57,7 @@ pub struct Service {
     /// The JSON-lines decision log.
     pub log: DecisionLog,
     /// The operator token.
-    pub token: OperatorToken,
+    pub token: BearerToken,
     /// `GET /.well-known/attestable/certificate`.
     pub chain_pem: String,
     /// The case study's knobs.
@@ -420,7 +420,7 @@ async fn operator_only(
     match service.token.check(header) {
         Ok(()) => next.run(request).await,
         Err(failure) => {
-            let mut response = error(401, "unauthorized", failure.message());
+            let mut response = error(401, "unauthorized", &service.token.message(failure));
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),

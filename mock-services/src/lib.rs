@@ -12,7 +12,6 @@
 //! | [`config`] | where a service listens, and the case study's knobs |
 //! | [`datadir`] | the data folder's layout and locks |
 //! | [`identity`] | the services CA and each service's key and certificate |
-//! | [`token`] | the operator views' bearer token |
 //! | [`db`] | SQLite: schema, sample data, the audit table |
 //! | [`business`], [`store`], [`taxi`], [`messaging`] | the resources |
 //! | [`money`] | decimal amounts in integer cents |
@@ -50,7 +49,6 @@ pub mod policy_watch;
 pub mod server;
 pub mod store;
 pub mod taxi;
-pub mod token;
 
 pub use config::{CustomerReply, ServiceConfig, Settings};
 pub use kind::ServiceKind;

@@ -19,7 +19,7 @@ use crate::http::{self, Service};
 use crate::identity;
 use crate::kind::ServiceKind;
 use crate::policy_watch::{self, PolicyWatch};
-use crate::token::OperatorToken;
+use attestable_data::token::BearerToken;
 
 /// A service that is serving. Stop it with [`RunningService::stop`]; dropping
 /// it stops it too, without waiting.
@@ -55,7 +55,10 @@ pub async fn start(kind: ServiceKind, config: ServiceConfig) -> anyhow::Result<R
         let _setup = data.lock_setup()?;
         let ca = identity::ensure_services_ca(&data)?;
         let keys = identity::ensure_service_keys(&data, kind, &ca)?;
-        (keys, OperatorToken::load_or_create(&data.operator_token())?)
+        (
+            keys,
+            BearerToken::load_or_create(&data.operator_token(), "operator token")?,
+        )
     };
     let policy_path = data.policy(kind);
     let policy = policy_watch::load_or_create(&policy_path, kind.name())?;

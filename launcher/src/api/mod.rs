@@ -28,13 +28,13 @@ use axum::routing::{get, post};
 pub use error::{ApiError, ErrorBody};
 use extract::JsonLimit;
 
-use crate::access::ApiToken;
 use crate::compartment::CompartmentInfo;
 use crate::config::Config;
 use crate::platform::PlatformFacts;
 use crate::records::Records;
 use crate::supervisor::Supervisor;
 use crate::toolchain::Builder;
+use attestable_data::token::BearerToken;
 
 /// Largest JSON body any route accepts.
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
@@ -44,7 +44,7 @@ pub struct App {
     pub records: Records,
     pub builder: Arc<Builder>,
     pub supervisor: Supervisor,
-    pub token: ApiToken,
+    pub token: BearerToken,
     pub config: Config,
     pub root_pem: String,
     /// The attestation intermediate in force (`GET /v1/ca`).
@@ -133,8 +133,12 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         if let Err(failure) = app.token.check(header) {
-            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", failure.message())
-                .into_response();
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                app.token.message(failure),
+            )
+            .into_response();
         }
     }
     next.run(request).await

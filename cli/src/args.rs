@@ -100,6 +100,9 @@ pub enum Command {
     /// The interactive menu of the CAMB launcher's CLI (also: no arguments on a terminal).
     Menu,
 
+    /// Play the case study on loopback: services, launcher, program, approval, run, outcome.
+    Demo(crate::demo::DemoArgs),
+
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  attestable completions bash > ~/.local/share/bash-completion/completions/attestable\n  \

@@ -12,6 +12,7 @@ mod certinfo;
 mod client;
 mod commands;
 mod connection;
+mod demo;
 mod error;
 mod follow;
 mod format;

@@ -78,6 +78,7 @@ pub fn dispatch(ctx: &mut Ctx, command: Command) -> Result<u8> {
         Command::Services(ServicesCommand::Remove { id }) => services::remove(ctx, &id),
         Command::Platform => platform::show(ctx),
         Command::Menu => crate::menu::run(ctx, std::io::stdin().lock()),
+        Command::Demo(args) => crate::demo::run(args, ctx.json),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "attestable", &mut std::io::stdout());

@@ -25,7 +25,8 @@
 //!
 //! [[allow]]
 //! name = "case study"             # optional; proofs name the rule by it
-//! executable_sha256 = "e98a…"     # and/or source_sha256 + toolchain_profile (all that are given must match)
+//! executable_sha256 = "e98a…"     # and/or source_sha256 + toolchain_profile + services_anchor_sha256
+//!                                 # (all that are given must match)
 //! resources = ["sales/last", "replies/*"]  # exact, "prefix/*", or "*"
 //! ops = ["read"]                  # "read", "write"
 //! ```
@@ -215,6 +216,11 @@ pub struct AllowRule {
     /// The toolchain profile the source must have been built with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toolchain_profile: Option<String>,
+    /// The SHA-256 of the services anchor compiled in (needed with
+    /// `source_sha256`): whoever asks for a build chooses the anchor, and a
+    /// program that trusts another CA would hand its data to another service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services_anchor_sha256: Option<Sha256Hex>,
     /// Resources the rule covers; empty: the measurement is trusted but may use nothing.
     #[serde(default)]
     pub resources: Vec<ResourcePattern>,
@@ -236,6 +242,7 @@ impl AllowRule {
             executable_sha256: Some(executable_sha256),
             source_sha256: None,
             toolchain_profile: None,
+            services_anchor_sha256: None,
             resources,
             ops,
         }
@@ -247,6 +254,13 @@ impl AllowRule {
         }
         if self.source_sha256.is_some() != self.toolchain_profile.is_some() {
             return Err("source_sha256 and toolchain_profile go together".into());
+        }
+        if self.source_sha256.is_some() && self.services_anchor_sha256.is_none() {
+            return Err(
+                "source_sha256 needs services_anchor_sha256: the services anchor compiled into \
+                 a program is chosen per build, and another one would send its data elsewhere"
+                    .into(),
+            );
         }
         if self.resources.is_empty() != self.ops.is_empty() {
             return Err("resources and ops go together (both empty: trusted for nothing)".into());
@@ -263,6 +277,9 @@ impl AllowRule {
                 .toolchain_profile
                 .as_ref()
                 .is_none_or(|t| *t == p.toolchain_profile)
+            && self
+                .services_anchor_sha256
+                .is_none_or(|h| Some(h) == p.services_anchor_sha256)
     }
 
     fn describe_measurement(&self) -> String {
@@ -272,6 +289,9 @@ impl AllowRule {
         }
         if let (Some(h), Some(t)) = (self.source_sha256, &self.toolchain_profile) {
             parts.push(format!("source {}… with toolchain {t}", h.short(8)));
+        }
+        if let Some(h) = self.services_anchor_sha256 {
+            parts.push(format!("services anchor {}…", h.short(8)));
         }
         parts.join(" and ")
     }
@@ -361,6 +381,35 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Largest root file read: a PEM certificate is a few KiB, and a path naming
+/// a device or a huge file must not exhaust a service's memory on reload.
+pub const MAX_ROOT_FILE_BYTES: u64 = 1024 * 1024;
+
+fn read_root_file(path: &Path, at: impl Fn() -> String) -> Result<Vec<u8>, PolicyError> {
+    use std::io::Read;
+    let io = |source| PolicyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_ROOT_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_ROOT_FILE_BYTES {
+        return Err(invalid(
+            at(),
+            format!(
+                "{}: expected a PEM certificate of at most {MAX_ROOT_FILE_BYTES} bytes, \
+                 found a longer file",
+                path.display()
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn invalid(at: impl Into<String>, message: impl Into<String>) -> PolicyError {
@@ -549,7 +598,7 @@ impl Policy {
                         Some(dir) if file.is_relative() => dir.join(file),
                         _ => file.clone(),
                     };
-                    std::fs::read(&path).map_err(|source| PolicyError::Io { path, source })?
+                    read_root_file(&path, at)?
                 }
                 (None, None) => return Err(invalid(at(), "expected pem or file")),
             };
@@ -853,8 +902,12 @@ impl Policy {
                     ),
                     expected,
                     format!(
-                        "executable {}, source {} built with toolchain {}",
-                        p.executable_sha256, p.source_sha256, p.toolchain_profile
+                        "executable {}, source {} built with toolchain {} and services anchor {}",
+                        p.executable_sha256,
+                        p.source_sha256,
+                        p.toolchain_profile,
+                        p.services_anchor_sha256
+                            .map_or_else(|| "none".to_owned(), |h| h.to_string())
                     ),
                 ),
             ));
@@ -1056,6 +1109,7 @@ ops = ["read"]
 [[allow]]
 source_sha256 = "{h}"
 toolchain_profile = "morello-purecap"
+services_anchor_sha256 = "{h}"
 resources = ["*"]
 ops = ["read", "write"]
 
@@ -1081,6 +1135,17 @@ executable_sha256 = "{h}"
     }
 
     #[test]
+    fn a_root_file_that_never_ends_is_refused_after_its_limit() {
+        let text = "[[trusted_root]]\nname = \"endless\"\nfile = \"/dev/zero\"\n";
+        let err = Policy::from_toml(text, None).unwrap_err().to_string();
+        assert!(err.contains("trusted_root[0]"), "{err}");
+        assert!(
+            err.contains("/dev/zero: expected a PEM certificate of at most 1048576 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_invalid_entries_are_errors() {
         let typo = PolicyDocument::parse("allow_insecur = true\n")
             .unwrap_err()
@@ -1103,6 +1168,10 @@ executable_sha256 = "{h}"
                 "names no measurement",
             ),
             ("[[allow]]\nsource_sha256 = \"{h}\"", "go together"),
+            (
+                "[[allow]]\nsource_sha256 = \"{h}\"\ntoolchain_profile = \"host\"",
+                "needs services_anchor_sha256",
+            ),
             (
                 "[[allow]]\nexecutable_sha256 = \"{h}\"\nresources = [\"a\"]",
                 "resources and ops",

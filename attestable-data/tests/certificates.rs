@@ -11,7 +11,7 @@ use attestable_data::certificate::{
 use attestable_data::encoding::Sha256Hex;
 use attestable_data::evidence::{Backend, Evidence, LayerStatus};
 use attestable_data::pki;
-use attestable_data::policy::{Access, Op, Policy, PolicyDocument};
+use attestable_data::policy::{Access, AllowRule, Op, Policy, PolicyDocument};
 use attestable_data::proof::StepName;
 use attestable_data::verify::{TrustAnchors, VerifyError, read_evidence, verify_run_chain};
 use common::*;
@@ -556,4 +556,65 @@ fn malformed_chains() {
         verify_run_chain(pki.authority.chain_pem(), &anchors(&pki), pki::unix_now()).unwrap_err();
     assert_eq!(err.step(), Some(StepName::Chain), "{err}");
     assert!(err.to_string().contains("a chain of 2"), "{err}");
+}
+
+#[test]
+fn a_source_rule_holds_only_for_the_services_anchor_it_names() {
+    // Whoever asks for a build picks the services anchor compiled in: the
+    // approved source built to trust another CA must not pass as approved.
+    let pki = LauncherPki::new("dev");
+    let p = linux_program(&pki);
+    let now = pki::unix_now();
+    let h = |s: &str| Sha256Hex::digest(s.as_bytes());
+    let with_anchor = |anchor: Sha256Hex| {
+        let mut doc = PolicyDocument::default();
+        doc.add_trusted_root_pem("dev launcher", &pki.root_pem())
+            .unwrap();
+        let mut rule = AllowRule::for_executable(
+            "by source",
+            h("x"),
+            vec!["*".parse().unwrap()],
+            vec![Op::Read],
+        );
+        rule.executable_sha256 = None;
+        rule.source_sha256 = Some(h("source"));
+        rule.toolchain_profile = Some("morello-purecap".into());
+        rule.services_anchor_sha256 = Some(anchor);
+        doc.add_allow_rule(rule).unwrap();
+        Policy::from_document(doc, None).unwrap()
+    };
+    let access = Access {
+        service: "store",
+        op: Op::Read,
+        resource: "sales/last",
+    };
+    let d = with_anchor(h("anchor"))
+        .check_certificate(&p.issued.chain_pem, now, Some(access))
+        .decision;
+    assert!(d.allowed(), "{d}");
+
+    let d = with_anchor(h("another anchor"))
+        .check_certificate(&p.issued.chain_pem, now, Some(access))
+        .decision;
+    assert_eq!(d.failed_step(), Some(StepName::Measurement), "{d}");
+    let f = d.failure().unwrap();
+    assert!(
+        f.found
+            .contains(&format!("services anchor {}", h("anchor"))),
+        "{f:?}"
+    );
+
+    // A source rule that does not pin the anchor is refused when written.
+    let mut doc = PolicyDocument::default();
+    let mut rule = AllowRule::for_executable(
+        "by source",
+        h("x"),
+        vec!["*".parse().unwrap()],
+        vec![Op::Read],
+    );
+    rule.executable_sha256 = None;
+    rule.source_sha256 = Some(h("source"));
+    rule.toolchain_profile = Some("morello-purecap".into());
+    let err = doc.add_allow_rule(rule).unwrap_err().to_string();
+    assert!(err.contains("needs services_anchor_sha256"), "{err}");
 }

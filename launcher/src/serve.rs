@@ -66,9 +66,15 @@ pub fn check_listen(listen: SocketAddr, config: &Config, camb_compat: bool) -> a
 pub async fn run(options: ServeOptions) -> anyhow::Result<()> {
     let config = Config::load(options.config.as_deref())?;
     check_listen(options.listen, &config, options.camb_compat)?;
-    let data = DataDir::new(&options.data);
-    data.create()
-        .with_context(|| format!("creating the data folder {}", data.root().display()))?;
+    DataDir::new(&options.data)
+        .create()
+        .with_context(|| format!("creating the data folder {}", options.data.display()))?;
+    // Absolute from here on: builds and runs work in folders under it, with
+    // the compiler and the program started elsewhere.
+    let data = DataDir::new(
+        std::fs::canonicalize(&options.data)
+            .with_context(|| format!("resolving the data folder {}", options.data.display()))?,
+    );
     let _lock = DataLock::acquire(&data.lock_file())?;
     remove_if_present(&data.addr_file())?;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use launcher_sandbox::MeasuredExecutable;
 use programs_db::{
-    Captured, EndStatus, Run, RunEnd, RunStatus, RunUpdate, SYSTEM_ACTOR, Sha256Hex,
+    Captured, DbError, EndStatus, Run, RunEnd, RunStatus, RunUpdate, SYSTEM_ACTOR, Sha256Hex,
 };
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -191,14 +191,11 @@ impl Supervisor {
         let task = tokio::spawn(async move {
             let (actor, end) = inner.execute(&launch, stop_rx).await;
             let status = end.status;
-            let records = inner.records.clone();
-            if let Err(err) = records
-                .call(move |db| db.update_run(&actor, id, RunUpdate::Ended(end)))
-                .await
-            {
-                tracing::error!(run = id, error = %err, "recording the end of a run failed");
-            } else {
-                tracing::info!(run = id, status = %RunStatus::from(status), "run ended");
+            match record_end(&inner.records, actor, id, end).await {
+                Ok(()) => tracing::info!(run = id, status = %RunStatus::from(status), "run ended"),
+                Err(err) => {
+                    tracing::error!(run = id, error = %err, "recording the end of a run failed")
+                }
             }
             inner.events.close(id);
             inner
@@ -317,6 +314,68 @@ fn stop_end(reason: &Stop) -> (String, EndStatus, String) {
             "the launcher shut down while the run was live".to_owned(),
         ),
     }
+}
+
+/// Records a run's end. A failure that may pass (a full disk, a busy or
+/// failing database) is retried until the end is written, so that no run
+/// stays `running` in the records once nothing runs: with its output at
+/// first, then without it (the output is what a full disk cannot take; the
+/// error then says it was dropped). A launcher that stops before it
+/// succeeds leaves the run to the next start, which marks it `interrupted`.
+async fn record_end(
+    records: &Records,
+    actor: String,
+    id: i64,
+    mut end: RunEnd,
+) -> Result<(), RecordsError> {
+    const WITH_OUTPUT: u32 = 3;
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        attempt = attempt.saturating_add(1);
+        let (who, this) = (actor.clone(), end.clone());
+        let err = match records
+            .call(move |db| db.update_run(&who, id, RunUpdate::Ended(this)))
+            .await
+        {
+            Ok(_) => {
+                if attempt > 1 {
+                    tracing::info!(run = id, attempt, "the end of the run is recorded");
+                }
+                return Ok(());
+            }
+            Err(RecordsError::Db(err)) if !may_pass(&err) => return Err(err.into()),
+            Err(err) => err,
+        };
+        if attempt == 1 {
+            tracing::error!(
+                run = id,
+                error = %err,
+                "recording the end of a run failed; retrying until it can be written"
+            );
+        }
+        if attempt == WITH_OUTPUT {
+            let dropped = end.stdout.bytes.len() + end.stderr.bytes.len();
+            if dropped > 0 {
+                let note = format!("its output ({dropped} bytes) was not recorded: {err}");
+                end.error = Some(match end.error.take() {
+                    Some(error) => format!("{error}; {note}"),
+                    None => note,
+                });
+                end.stdout = Captured::default();
+                end.stderr = Captured::default();
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Whether a failure to write may pass by itself (disk space, a busy or
+/// failing database, I/O) rather than be refused again (a missing run, an
+/// illegal transition).
+fn may_pass(err: &DbError) -> bool {
+    matches!(err, DbError::Sqlite { .. } | DbError::Io { .. })
 }
 
 fn failure(message: String) -> (String, RunEnd) {

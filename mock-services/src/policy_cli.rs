@@ -317,6 +317,9 @@ pub fn show(data: &DataDir, target: Target) -> anyhow::Result<String> {
             if let (Some(h), Some(t)) = (rule.source_sha256, &rule.toolchain_profile) {
                 measured.push(format!("source {h} built with {t}"));
             }
+            if let Some(h) = rule.services_anchor_sha256 {
+                measured.push(format!("services anchor {h}"));
+            }
             let _ = writeln!(
                 out,
                 "  allow {name}: {} may {}",

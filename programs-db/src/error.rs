@@ -41,6 +41,24 @@ pub enum DbError {
     Invalid(String),
 }
 
+impl DbError {
+    /// Whether the disk (or the quota) of the data folder is full: SQLite's
+    /// `SQLITE_FULL`, or `ENOSPC`/`EDQUOT` from the file store. The API
+    /// answers 507 for it rather than an internal error.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DbError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => e.code == rusqlite::ErrorCode::DiskFull,
+            DbError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
 
 pub(crate) trait SqlContext<T> {

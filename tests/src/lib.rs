@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod channel_programs;
+pub mod hardening;
 pub mod mock;
 pub mod service;
 
@@ -259,6 +260,9 @@ pub struct LauncherOptions {
     /// it starts, as on a kernel without them: it runs under a seccomp filter
     /// installed just before exec (Linux; e.g. `libc::SYS_landlock_create_ruleset`).
     pub missing_syscalls: Vec<i64>,
+    /// Starts the launcher in the temporary folder with `--data data`, a
+    /// relative path, as a person typing the command would.
+    pub relative_data: bool,
 }
 
 /// A running `launcher serve` with its own data folder.
@@ -300,7 +304,11 @@ impl Launcher {
         let mut args = vec![
             "serve".to_owned(),
             "--data".to_owned(),
-            data.display().to_string(),
+            if options.relative_data {
+                "data".to_owned()
+            } else {
+                data.display().to_string()
+            },
             "--listen".to_owned(),
             options
                 .listen
@@ -319,6 +327,9 @@ impl Launcher {
         args.extend(options.serve_args.iter().cloned());
         let bin = workspace_bin("launcher", "launcher");
         let mut command = Command::new(&bin);
+        if options.relative_data {
+            command.current_dir(tmp.path());
+        }
         if !options.missing_syscalls.is_empty() {
             seccomp::deny_before_exec(&mut command, &options.missing_syscalls, libc::ENOSYS);
         }
@@ -385,6 +396,26 @@ impl Launcher {
         } = self;
         daemon.stop_with(libc::SIGKILL, STARTUP_TIMEOUT);
         drop(daemon);
+        Self::start_in(tmp, options)
+    }
+
+    /// Kills the daemon with SIGKILL (a crash, a power cut) and keeps its
+    /// data folder as it was left, to inspect and restart.
+    pub fn kill(self) -> Crashed {
+        let Self {
+            mut daemon,
+            tmp,
+            options,
+            ..
+        } = self;
+        daemon.stop_with(libc::SIGKILL, STARTUP_TIMEOUT);
+        drop(daemon);
+        Crashed { tmp, options }
+    }
+
+    /// Starts a launcher whose data folder is `<tmp>/data` of a folder the
+    /// caller prepared (e.g. with a file system mounted there).
+    pub fn start_in_folder(tmp: tempfile::TempDir, options: LauncherOptions) -> Self {
         Self::start_in(tmp, options)
     }
 
@@ -490,6 +521,37 @@ impl Launcher {
     }
 
     /// `GET path`, expecting `status`; returns the JSON body.
+    /// `PUT /v1/services/{id}`, expecting 201.
+    pub async fn register_service(&self, id: &str, base_url: &str, ca_pem: &str) {
+        let response = self
+            .client
+            .put(self.url(&format!("/v1/services/{id}")))
+            .json(&serde_json::json!({"base_url": base_url, "ca_pem": ca_pem}))
+            .send()
+            .await
+            .expect("PUT /v1/services");
+        expect(response, 201).await;
+    }
+
+    /// Uploads and builds `loop.c` (prints a line, never ends) and starts a
+    /// run of it with a 600 s time limit; returns the run's id and its pid
+    /// once it is running.
+    pub async fn start_endless_run(&self) -> (i64, i64) {
+        let program = self.upload_ok("loop.c", program_source("loop.c")).await["id"]
+            .as_i64()
+            .expect("program id");
+        self.build_ok(program).await;
+        let run = self
+            .run(program, serde_json::json!({"time_limit_s": 600}))
+            .await["id"]
+            .as_i64()
+            .expect("run id");
+        let pid = self.wait_run_until(run, |r| r["status"] == "running").await["pid"]
+            .as_i64()
+            .expect("a running run's pid");
+        (run, pid)
+    }
+
     pub async fn get(&self, path: &str, status: u16) -> Value {
         let response = self
             .client
@@ -520,6 +582,24 @@ impl Launcher {
     pub async fn wait_run(&self, run: i64) -> Value {
         self.wait_run_until(run, |r| is_terminal(r["status"].as_str().unwrap_or("")))
             .await
+    }
+}
+
+/// A launcher killed by [`Launcher::kill`]: its data folder as the crash
+/// left it.
+pub struct Crashed {
+    tmp: tempfile::TempDir,
+    options: LauncherOptions,
+}
+
+impl Crashed {
+    pub fn data_dir(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    /// Starts the launcher again on the same data folder and configuration.
+    pub fn restart(self) -> Launcher {
+        Launcher::start_in(self.tmp, self.options)
     }
 }
 

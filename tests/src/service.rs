@@ -41,6 +41,16 @@ pub enum Behaviour {
     ReplayFirst,
     /// Waits this long before answering anything attested.
     Slow(Duration),
+    /// Answers every attested request with `200` and an HTML page.
+    NotJson,
+    /// Answers every attested request with this status and a text body.
+    Status(u16),
+    /// Answers every attested request with `200` and 64 MiB of JSON-ish bytes.
+    HugeAnswer,
+    /// Serves a certificate "chain" of 2 MiB.
+    HugeCertificate,
+    /// Starts a `200` answer, then breaks the connection in its middle.
+    BrokenAnswer,
 }
 
 struct ServiceState {
@@ -207,6 +217,17 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
 }
 
 async fn certificate_chain(State(state): State<Arc<ServiceState>>) -> Response {
+    if *state.behaviour.lock().unwrap() == Behaviour::HugeCertificate {
+        let mut pem = state.chain_pem.clone();
+        while pem.len() < 2 << 20 {
+            pem.push_str(&state.chain_pem);
+        }
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+            pem,
+        )
+            .into_response();
+    }
     (
         [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
         state.chain_pem.clone(),
@@ -227,6 +248,9 @@ async fn attested(state: Arc<ServiceState>, body: Bytes, op: Op) -> Response {
     let behaviour = *state.behaviour.lock().unwrap();
     if let Behaviour::Slow(delay) = behaviour {
         tokio::time::sleep(delay).await;
+    }
+    if let Some(garbage) = garbage(behaviour) {
+        return garbage;
     }
     let request: AttestedHttpRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -290,4 +314,38 @@ async fn attested(state: Arc<ServiceState>, body: Bytes, op: Op) -> Response {
         }
     }
     axum::Json(AttestedHttpResponse { response }).into_response()
+}
+
+/// The answer of a service that answers garbage, if it does.
+fn garbage(behaviour: Behaviour) -> Option<Response> {
+    use axum::http::header::CONTENT_TYPE;
+    let chunks = |n: usize, then_fail: bool| {
+        let chunk = Bytes::from(vec![b'A'; 1 << 20]);
+        let items = (0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+        let tail = then_fail.then(|| Err(std::io::Error::other("the service broke off")));
+        futures::stream::iter(items.chain(tail))
+    };
+    Some(match behaviour {
+        Behaviour::NotJson => (
+            [(CONTENT_TYPE, "text/html")],
+            "<html><body>502 Bad Gateway</body></html>",
+        )
+            .into_response(),
+        Behaviour::Status(code) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT),
+            "not an attested answer",
+        )
+            .into_response(),
+        Behaviour::HugeAnswer => (
+            [(CONTENT_TYPE, "application/json")],
+            axum::body::Body::from_stream(chunks(64, false)),
+        )
+            .into_response(),
+        Behaviour::BrokenAnswer => (
+            [(CONTENT_TYPE, "application/json")],
+            axum::body::Body::from_stream(chunks(1, true)),
+        )
+            .into_response(),
+        _ => return None,
+    })
 }

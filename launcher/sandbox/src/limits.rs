@@ -47,6 +47,25 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The lowest value [`Limits::validate`] accepts for each limit (what the
+    /// launcher's API schema states as `minimum`).
+    pub const MIN: Limits = Limits {
+        address_space_bytes: MIN_ADDRESS_SPACE,
+        cpu_seconds: 1,
+        open_files: MIN_OPEN_FILES,
+        processes: 1,
+        file_size_bytes: 0,
+    };
+
+    /// The highest value [`Limits::validate`] accepts for each limit.
+    pub const MAX: Limits = Limits {
+        address_space_bytes: MAX_ADDRESS_SPACE,
+        cpu_seconds: MAX_CPU_SECONDS,
+        open_files: MAX_OPEN_FILES,
+        processes: MAX_PROCESSES,
+        file_size_bytes: MAX_ADDRESS_SPACE,
+    };
+
     /// Limits for a confined compile: the compiler driver starts `cc1`, `as`
     /// and `ld`, and `cc1` wants more memory than a typical program.
     pub fn compile() -> Self {

@@ -310,6 +310,21 @@ fn ptrace_mount_unshare_and_raw_sockets_fail() {
             "{name}: {r:?}"
         );
         assert!(r.blocked(), "{name}: {}", r.stdout);
+        if name == "raw_socket" {
+            // AF_UNIX datagram sockets could sendto() a host socket by path.
+            for unix in [
+                "socket(AF_UNIX, SOCK_DGRAM)",
+                "socket(AF_UNIX, SOCK_RAW)",
+                "socketpair(AF_UNIX, SOCK_DGRAM)",
+                "socketpair(AF_UNIX, SOCK_RAW)",
+            ] {
+                assert!(
+                    r.stdout.contains(&format!("BLOCKED {unix}")),
+                    "{}",
+                    r.stdout
+                );
+            }
+        }
     }
 }
 
@@ -325,6 +340,11 @@ fn without_seccomp_raw_sockets_open() {
     assert_eq!(r.termination.outcome, Outcome::Exited { code: 1 }, "{r:?}");
     assert!(
         r.stdout.contains("ESCAPED socket(AF_INET, SOCK_STREAM)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("ESCAPED socketpair(AF_UNIX, SOCK_DGRAM)"),
         "{}",
         r.stdout
     );

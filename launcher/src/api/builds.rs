@@ -10,6 +10,11 @@ use super::extract::{Actor, Id, JsonBody};
 use super::views::{BuildRequest, BuildView};
 use crate::toolchain::{Anchor, BuildReport, Verdict};
 
+/// Largest body of `POST /v1/programs/{id}/builds`: an anchor at its limit
+/// (`MAX_ANCHOR_BYTES` of PEM) with every line end escaped in JSON, and the
+/// profile.
+pub const BUILD_BODY_LIMIT: usize = 2 * crate::toolchain::sdk::MAX_ANCHOR_BYTES + 4096;
+
 /// Turns a finished build into the API's answer: the build, or an error
 /// that carries it (422 with the compiler's diagnostics, 500 when the
 /// toolchain itself failed).

@@ -153,7 +153,9 @@ pub async fn upload(
                 UploadError::NoFilePart => (StatusCode::BAD_REQUEST, "No file part"),
                 UploadError::NoFileName => (StatusCode::BAD_REQUEST, "No selected file"),
                 UploadError::TooLarge { .. } => (StatusCode::BAD_REQUEST, "File too large"),
-                UploadError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+                UploadError::Store(_) | UploadError::DiskFull(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+                }
                 _ => (StatusCode::BAD_REQUEST, "Invalid file type"),
             };
             return camb_error(status, error, err.to_string());

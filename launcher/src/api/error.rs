@@ -82,6 +82,16 @@ impl ApiError {
         )
     }
 
+    /// 507: the data folder's disk is full; the message says what could
+    /// not be written.
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            message,
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
@@ -123,6 +133,7 @@ impl From<DbError> for ApiError {
             DbError::Conflict(message) => Self::conflict(message),
             DbError::IllegalTransition { .. } => Self::conflict(err.to_string()),
             DbError::Invalid(message) => Self::bad_request(message),
+            full if full.is_disk_full() => Self::insufficient_storage(full.to_string()),
             other => Self::internal(other.to_string()),
         }
     }

@@ -60,6 +60,21 @@ where
                 ),
             ));
         }
+        // serde reads a struct from a JSON array as well (`[null, null]` would
+        // be a build with defaults): every body of this API is an object.
+        let found = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{' | b'n') => None,
+            Some(b'[') => Some("an array"),
+            Some(b'"') => Some("a string"),
+            Some(b't' | b'f') => Some("a boolean"),
+            Some(b'-' | b'0'..=b'9') => Some("a number"),
+            _ => Some("text that is not JSON"),
+        };
+        if let Some(found) = found {
+            return Err(ApiError::bad_request(format!(
+                "invalid JSON body: expected an object, found {found}"
+            )));
+        }
         // `null` means "no body" too, as the optional body's schema allows.
         serde_json::from_slice::<Option<T>>(&bytes)
             .map(|body| Self(body.unwrap_or_default()))
@@ -159,5 +174,47 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
                 None => surface.to_owned(),
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+    use crate::api::views::BuildRequest;
+
+    async fn parse(body: &str) -> Result<BuildRequest, ApiError> {
+        let req = Request::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        JsonBody::<BuildRequest>::from_request(req, &())
+            .await
+            .map(|b| b.0)
+    }
+
+    #[tokio::test]
+    async fn bodies_are_objects_never_arrays_or_scalars() {
+        for ok in ["", "  ", "null", "{}", r#"{"profile": "host"}"#] {
+            assert!(parse(ok).await.is_ok(), "{ok:?}");
+        }
+        for (body, found) in [
+            ("[null, null]", "an array"),
+            (r#"["host"]"#, "an array"),
+            (r#""host""#, "a string"),
+            ("true", "a boolean"),
+            ("-1", "a number"),
+            ("<xml/>", "text that is not JSON"),
+        ] {
+            let err = parse(body).await.unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(
+                err.message
+                    .contains(&format!("expected an object, found {found}")),
+                "{body}: {}",
+                err.message
+            );
+        }
     }
 }

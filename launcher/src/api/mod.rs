@@ -88,7 +88,9 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/programs/{id}/source", get(programs::source))
         .route(
             "/v1/programs/{id}/builds",
-            post(builds::create).get(builds::list),
+            post(builds::create)
+                .layer(Extension(JsonLimit(builds::BUILD_BODY_LIMIT)))
+                .get(builds::list),
         )
         .route("/v1/builds/{id}", get(builds::show))
         .route(

@@ -5,6 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{builds, camb, certificates, events, programs, runs, services, system};
 use crate::config::RunConfig;
+use launcher_sandbox::Limits as SandboxLimits;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -98,6 +99,44 @@ pub fn document(camb_compat: bool, runs: &RunConfig) -> serde_json::Value {
         request["args"]["items"]["maxLength"] = runs.max_arg_chars.into();
         request["args"]["items"]["pattern"] = "^[^\\u0000]*$".into();
     }
+    // Each limit between the sandbox's bounds and the configured one (which a
+    // run may only lower; CPU: the longest time limit + 1 s).
+    let limits = &mut doc["components"]["schemas"]["RunLimitsRequest"]["properties"];
+    if limits.is_object() {
+        let (min, max) = (SandboxLimits::MIN, SandboxLimits::MAX);
+        let configured = |v: u64, ceiling: u64| if v == 0 { ceiling } else { v.min(ceiling) };
+        let c = &runs.limits;
+        for (field, low, high) in [
+            (
+                "address_space_bytes",
+                min.address_space_bytes,
+                configured(c.address_space_bytes, max.address_space_bytes),
+            ),
+            (
+                "cpu_seconds",
+                min.cpu_seconds,
+                (u64::from(runs.max_time_limit_s) + 1).min(max.cpu_seconds),
+            ),
+            (
+                "open_files",
+                min.open_files,
+                configured(c.open_files, max.open_files),
+            ),
+            (
+                "processes",
+                min.processes,
+                configured(c.processes, max.processes),
+            ),
+            (
+                "file_size_bytes",
+                min.file_size_bytes.max(1),
+                configured(c.file_size_bytes, max.file_size_bytes),
+            ),
+        ] {
+            limits[field]["minimum"] = low.into();
+            limits[field]["maximum"] = high.into();
+        }
+    }
     doc
 }
 
@@ -180,5 +219,23 @@ mod tests {
         assert_eq!(limits["args"]["items"]["maxLength"], 1024);
         let without = document(false, &RunConfig::default());
         assert!(without["paths"]["/upload"].is_null());
+    }
+
+    #[test]
+    fn run_limits_state_what_the_launcher_accepts() {
+        // schemathesis found values the schema allowed and the launcher refused.
+        let mut runs = RunConfig::default();
+        runs.limits.open_files = 100;
+        runs.limits.address_space_bytes = 0; // unlimited: the sandbox's maximum
+        let doc = document(false, &runs);
+        let limits = &doc["components"]["schemas"]["RunLimitsRequest"]["properties"];
+        assert_eq!(limits["address_space_bytes"]["minimum"], 16 << 20);
+        assert_eq!(limits["address_space_bytes"]["maximum"], 1u64 << 40);
+        assert_eq!(limits["open_files"]["minimum"], 4);
+        assert_eq!(limits["open_files"]["maximum"], 100);
+        assert_eq!(limits["cpu_seconds"]["maximum"], 3601);
+        assert_eq!(limits["file_size_bytes"]["minimum"], 1);
+        let id = &doc["paths"]["/v1/services/{id}"]["get"]["parameters"][0]["schema"];
+        assert_eq!(id["pattern"], "^[a-z0-9-]{1,64}$");
     }
 }

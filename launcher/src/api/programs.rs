@@ -17,6 +17,7 @@ pub(super) fn upload_error(err: UploadError) -> ApiError {
     let code = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::INSUFFICIENT_STORAGE => "insufficient_storage",
         s if s.is_server_error() => "internal",
         _ => "invalid_upload",
     };

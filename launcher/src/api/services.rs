@@ -63,9 +63,11 @@ impl From<&ServiceClient> for ServiceView {
 pub struct ServiceRequest {
     /// An `https` URL: scheme, host, optional port and path prefix; no
     /// credentials, query or fragment.
+    #[schema(pattern = "^https://", max_length = 2048)]
     pub base_url: String,
     /// 1 to 16 PEM certificates (at most 64 KiB): the CA(s) the service's TLS
     /// certificate must chain to. Nothing else is trusted for it.
+    #[schema(pattern = "-----BEGIN CERTIFICATE-----", max_length = 65536)]
     pub ca_pem: String,
 }
 
@@ -118,7 +120,7 @@ pub async fn list(State(app): State<AppState>) -> Json<Vec<ServiceView>> {
 #[utoipa::path(
     operation_id = "get_service",
     get, path = "/v1/services/{id}", tag = "services",
-    params(("id" = String, Path, description = "Service id")),
+    params(("id" = String, Path, description = "Service id", pattern = "^[a-z0-9-]{1,64}$")),
     responses(
         (status = 200, description = "OK", body = ServiceView),
         (status = 400, description = "Not a service id", body = ErrorBody),
@@ -147,7 +149,7 @@ fn not_registered(id: &str) -> ApiError {
 #[utoipa::path(
     operation_id = "put_service",
     put, path = "/v1/services/{id}", tag = "services",
-    params(("id" = String, Path, description = "Service id")),
+    params(("id" = String, Path, description = "Service id", pattern = "^[a-z0-9-]{1,64}$")),
     request_body(content = ServiceRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Replaced", body = ServiceView),
@@ -201,7 +203,7 @@ pub async fn put(
 #[utoipa::path(
     operation_id = "delete_service",
     delete, path = "/v1/services/{id}", tag = "services",
-    params(("id" = String, Path, description = "Service id")),
+    params(("id" = String, Path, description = "Service id", pattern = "^[a-z0-9-]{1,64}$")),
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "Not a service id", body = ErrorBody),

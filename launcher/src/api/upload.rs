@@ -47,6 +47,8 @@ pub enum UploadError {
         message: String,
     },
     Store(String),
+    /// The data folder's disk is full.
+    DiskFull(String),
 }
 
 impl std::fmt::Display for UploadError {
@@ -72,7 +74,9 @@ impl std::fmt::Display for UploadError {
             UploadError::Multipart { message, .. } => {
                 write!(f, "malformed multipart body: {message}")
             }
-            UploadError::Store(message) => write!(f, "storing the upload: {message}"),
+            UploadError::Store(message) | UploadError::DiskFull(message) => {
+                write!(f, "storing the upload: {message}")
+            }
         }
     }
 }
@@ -83,6 +87,7 @@ impl UploadError {
             UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UploadError::Multipart { status, .. } => *status,
             UploadError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            UploadError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -161,9 +166,7 @@ pub async fn receive(
             return Err(UploadError::NoFileName);
         }
         let name = validate_name(&raw_name).map_err(UploadError::BadName)?;
-        let mut writer = files
-            .stage()
-            .map_err(|e| UploadError::Store(e.to_string()))?;
+        let mut writer = files.stage().map_err(store_error)?;
         let mut check = SourceCheck::default();
         let mut field = field;
         loop {
@@ -178,9 +181,7 @@ pub async fn receive(
                 continue;
             }
             check.feed(&chunk)?;
-            writer
-                .write_chunk(&chunk)
-                .map_err(|e| UploadError::Store(e.to_string()))?;
+            writer.write_chunk(&chunk).map_err(store_error)?;
         }
         if oversized {
             continue;
@@ -202,7 +203,15 @@ async fn finish(writer: StagedWriter) -> Result<StagedBlob, UploadError> {
     tokio::task::spawn_blocking(move || writer.finish())
         .await
         .map_err(|e| UploadError::Store(e.to_string()))?
-        .map_err(|e| UploadError::Store(e.to_string()))
+        .map_err(store_error)
+}
+
+fn store_error(err: programs_db::DbError) -> UploadError {
+    if err.is_disk_full() {
+        UploadError::DiskFull(err.to_string())
+    } else {
+        UploadError::Store(err.to_string())
+    }
 }
 
 fn multipart_error(err: axum::extract::multipart::MultipartError, limit: u64) -> UploadError {

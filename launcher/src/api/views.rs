@@ -53,6 +53,7 @@ pub struct BuildRequest {
     /// certificates only (normally the services CA). Default: the
     /// launcher's `[builds] services_anchor`, else none (the program then
     /// trusts no service).
+    #[schema(pattern = "-----BEGIN CERTIFICATE-----", max_length = 65536)]
     pub services_anchor_pem: Option<String>,
 }
 
@@ -134,7 +135,8 @@ pub struct RunLimitsRequest {
     /// `RLIMIT_AS`, bytes.
     #[schema(minimum = 1)]
     pub address_space_bytes: Option<u64>,
-    /// `RLIMIT_CPU`, seconds: the program is killed when it has used them.
+    /// `RLIMIT_CPU`, seconds: the program is killed when it has used them;
+    /// at most the run's time limit + 1 s.
     #[schema(minimum = 1)]
     pub cpu_seconds: Option<u64>,
     /// `RLIMIT_NOFILE`.
@@ -144,6 +146,7 @@ pub struct RunLimitsRequest {
     #[schema(minimum = 1)]
     pub processes: Option<u64>,
     /// `RLIMIT_FSIZE`, bytes.
+    #[schema(minimum = 1)]
     pub file_size_bytes: Option<u64>,
 }
 
@@ -339,7 +342,11 @@ pub struct Health {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // Only describes the form for the OpenAPI document.
 pub struct UploadForm {
-    /// The C source: a `.c` base name, UTF-8 without NUL bytes, not empty.
+    /// The C source: UTF-8 without NUL bytes, not empty, at most
+    /// `[uploads] max_bytes`. Its file name (the part's `Content-Disposition`
+    /// `filename`, which JSON Schema cannot constrain) must be a `.c` base
+    /// name of `[A-Za-z0-9._+-]`, not starting with `.` or `-`, at most 255
+    /// bytes, e.g. `hello.c`.
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
 }

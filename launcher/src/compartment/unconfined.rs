@@ -178,14 +178,15 @@ fn spawn(spec: SpawnSpec) -> Result<ChildProcess, SpawnError> {
         }
     };
     let channel_fd = channel.as_ref().map(|fd| fd.as_raw_fd());
+    let launcher = std::process::id() as libc::pid_t;
     // SAFETY: `child_setup` makes only async-signal-safe calls and does not allocate.
     unsafe {
-        command.pre_exec(move || child_setup(channel_fd, &limits, exec.as_ref()));
+        command.pre_exec(move || child_setup(launcher, channel_fd, &limits, exec.as_ref()));
     }
-    let child = command.spawn().map_err(io_err)?;
-    // Our copies of the child's pipe ends and channel end close here, so
-    // end-of-file arrives when the child (and its group) is gone.
-    drop(command);
+    // Our copies of the child's pipe ends close with `command` once it has
+    // forked, and the channel's here, so end-of-file arrives when the child
+    // (and its group) is gone.
+    let child = spawner::spawn(command).map_err(io_err)?;
     drop(channel);
     ChildProcess::adopt(child, merged, Unconfined.describe()).map_err(io_err)
 }
@@ -225,8 +226,62 @@ fn raise_fd(fd: OwnedFd) -> Result<OwnedFd, SpawnError> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raised) })
 }
 
+/// The thread every unconfined child is forked from.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
+/// not the process: forking from whatever thread calls `spawn` (a tokio
+/// blocking-pool thread retires after 10 s idle) would kill children at
+/// random. One thread that lives as long as the launcher makes the signal
+/// mean "the launcher died" (as `launcher-sandbox`'s spawner does).
+mod spawner {
+    use std::io;
+    use std::process::{Child, Command};
+    use std::sync::Mutex;
+    use std::sync::mpsc::{self, Sender, SyncSender};
+
+    type Job = (Command, SyncSender<io::Result<Child>>);
+
+    pub(super) fn spawn(command: Command) -> io::Result<Child> {
+        static SPAWNER: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+        let tx = {
+            let mut slot = SPAWNER.lock().unwrap_or_else(|p| p.into_inner());
+            match &*slot {
+                Some(tx) => tx.clone(),
+                None => {
+                    let (tx, rx) = mpsc::channel::<Job>();
+                    std::thread::Builder::new()
+                        .name("unconfined-spawner".into())
+                        .spawn(move || {
+                            for (mut command, reply) in rx {
+                                let child = command.spawn();
+                                // Closes the parent's copies of the child's descriptors.
+                                drop(command);
+                                // The caller may have given up; nothing else to do.
+                                let _ = reply.send(child);
+                            }
+                        })?;
+                    *slot = Some(tx.clone());
+                    tx
+                }
+            }
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        tx.send((command, reply))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+}
+
 /// Runs in the forked child before exec. Only async-signal-safe calls.
-fn child_setup(channel: Option<RawFd>, limits: &Limits, exec: Option<&FdExec>) -> io::Result<()> {
+fn child_setup(
+    launcher: libc::pid_t,
+    channel: Option<RawFd>,
+    limits: &Limits,
+    exec: Option<&FdExec>,
+) -> io::Result<()> {
+    die_with(launcher)?;
     let first_to_close = match channel {
         Some(fd) => {
             // SAFETY: plain syscall; `fd` is open (raised above 3 by the parent).
@@ -244,6 +299,36 @@ fn child_setup(channel: Option<RawFd>, limits: &Limits, exec: Option<&FdExec>) -
         unsafe { libc::fexecve(exec.fd.as_raw_fd(), exec.argv.as_ptr(), exec.envp.as_ptr()) };
         return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// Makes the kernel kill the child when the launcher dies, even by SIGKILL:
+/// nothing else would stop it then (it is not in a PID namespace).
+#[cfg(target_os = "linux")]
+fn die_with(launcher: libc::pid_t) -> io::Result<()> {
+    // SAFETY: plain syscalls.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // The launcher died between fork and prctl: the signal will never
+        // come. (No allocation here: ESRCH, "no such process".)
+        if libc::getppid() != launcher {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with(_launcher: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 

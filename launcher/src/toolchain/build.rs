@@ -245,12 +245,58 @@ impl Builder {
             }
         };
         let id = build.id;
-        let build = self
+        let who = actor.clone();
+        let build = match self
             .records
-            .call(move |db| db.finish_build(&actor, id, outcome))
-            .await?;
+            .call(move |db| db.finish_build(&who, id, outcome))
+            .await
+        {
+            Ok(build) => build,
+            Err(err) => {
+                self.record_failure_later(actor, id, err.to_string());
+                return Err(err.into());
+            }
+        };
         tracing::info!(build = build.id, status = %build.status, duration_ms = ?build.duration_ms, "build ended");
         Ok(BuildReport { build, verdict })
+    }
+
+    /// The compiler is done but its result could not be written (a full
+    /// disk): records the build as failed, saying so, as soon as the
+    /// database can take it, so that no build stays `running` while nothing
+    /// compiles. A launcher that stops first leaves it to the next start,
+    /// which marks it `interrupted`.
+    fn record_failure_later(&self, actor: String, id: i64, cause: String) {
+        tracing::error!(build = id, error = %cause, "recording the end of a build failed; retrying");
+        let records = self.records.clone();
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_millis(100);
+            loop {
+                let (who, why) = (actor.clone(), cause.clone());
+                let outcome = failed(
+                    None,
+                    format!("the build ended but its result could not be recorded: {why}"),
+                    String::new(),
+                    false,
+                    0,
+                );
+                match records
+                    .call(move |db| db.finish_build(&who, id, outcome))
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(crate::records::RecordsError::Db(
+                        programs_db::DbError::Sqlite { .. } | programs_db::DbError::Io { .. },
+                    )) => {}
+                    Err(err) => {
+                        tracing::error!(build = id, error = %err, "the build stays unrecorded");
+                        return;
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        });
     }
 
     /// First line of `compiler --version`, or why there is none. Runs

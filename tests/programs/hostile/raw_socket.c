@@ -1,4 +1,5 @@
-/* Tries to open sockets of families other than AF_UNIX. */
+/* Tries to open sockets of families other than AF_UNIX, and AF_UNIX datagram
+ * sockets (which could sendto() a host socket such as /dev/log by its path). */
 #define _GNU_SOURCE /* for the system interfaces these programs abuse */
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +19,19 @@ static int try_socket(int family, int type, const char *name) {
     return 1;
 }
 
+static int try_pair(int type, const char *name) {
+    printf("TRY socketpair(%s)\n", name);
+    int sv[2];
+    if (socketpair(AF_UNIX, type, 0, sv) < 0) {
+        printf("BLOCKED socketpair(%s): %s\n", name, strerror(errno));
+        return 0;
+    }
+    printf("ESCAPED socketpair(%s)\n", name);
+    close(sv[0]);
+    close(sv[1]);
+    return 1;
+}
+
 int main(void) {
     int escaped = 0;
     escaped |= try_socket(AF_INET, SOCK_STREAM, "AF_INET, SOCK_STREAM");
@@ -25,6 +39,10 @@ int main(void) {
     escaped |= try_socket(AF_INET6, SOCK_STREAM, "AF_INET6, SOCK_STREAM");
     escaped |= try_socket(AF_NETLINK, SOCK_RAW, "AF_NETLINK, SOCK_RAW");
     escaped |= try_socket(AF_PACKET, SOCK_RAW, "AF_PACKET, SOCK_RAW");
+    escaped |= try_socket(AF_UNIX, SOCK_DGRAM, "AF_UNIX, SOCK_DGRAM");
+    escaped |= try_socket(AF_UNIX, SOCK_RAW, "AF_UNIX, SOCK_RAW");
+    escaped |= try_pair(SOCK_DGRAM, "AF_UNIX, SOCK_DGRAM");
+    escaped |= try_pair(SOCK_RAW, "AF_UNIX, SOCK_RAW");
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
     if (s < 0) {
         printf("FAILED control: socket(AF_UNIX, SOCK_STREAM): %s\n", strerror(errno));

@@ -4,14 +4,16 @@ use attestable_tests::channel_programs::{field, line, run_id, run_to_end};
 use attestable_tests::service::TestService;
 use attestable_tests::sha256_hex;
 
-use crate::common::{assert_nowhere, needles, register, setup};
+use crate::common::{assert_nowhere, needles, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_writes_are_relayed_decrypted_by_the_program_and_recorded_without_payloads() {
     let s = setup("").await;
     let vault = TestService::start("vault", &s.ca).await;
     vault.allow(&s.root_pem(), &s.exe);
-    register(&s.launcher, "vault", &vault.base_url(), &s.ca.pem).await;
+    s.launcher
+        .register_service("vault", &vault.base_url(), &s.ca.pem)
+        .await;
 
     let run = run_to_end(
         &s.launcher,
@@ -113,7 +115,9 @@ async fn read_latency() {
     let s = setup("").await;
     let vault = TestService::start("vault", &s.ca).await;
     vault.allow(&s.root_pem(), &s.exe);
-    register(&s.launcher, "vault", &vault.base_url(), &s.ca.pem).await;
+    s.launcher
+        .register_service("vault", &vault.base_url(), &s.ca.pem)
+        .await;
     let run = run_to_end(&s.launcher, s.program, &["reads:vault:things/a:500"]).await;
     assert_eq!(run["exit_code"], 0, "{run}");
     println!("{}", line(&run, "timing"));

@@ -7,7 +7,7 @@ use attestable_tests::channel_programs::{build, field, line, run_id, run_to_end}
 use attestable_tests::mock::{MockServices, SERVICES};
 use attestable_tests::{Launcher, sha256_hex};
 
-use crate::common::{assert_nowhere, register};
+use crate::common::assert_nowhere;
 
 /// Waits until every service has put in force a policy with allow rules.
 fn wait_for_policies(mock: &MockServices) {
@@ -43,7 +43,9 @@ async fn the_last_sale_is_read_and_a_trip_booked_end_to_end() {
     ]);
     let ca = mock.services_ca_pem();
     for service in SERVICES {
-        register(&launcher, service, &mock.base_url(service), &ca).await;
+        launcher
+            .register_service(service, &mock.base_url(service), &ca)
+            .await;
     }
     let (program, build) = build(&launcher, "sdk_client.c", Some(&ca)).await;
     let exe = build["executable_sha256"].as_str().unwrap();

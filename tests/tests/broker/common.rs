@@ -4,8 +4,7 @@ use std::path::Path;
 
 use attestable_tests::channel_programs::build;
 use attestable_tests::service::ServicesCa;
-use attestable_tests::{Launcher, LauncherOptions, expect, files_containing};
-use serde_json::json;
+use attestable_tests::{Launcher, LauncherOptions, files_containing};
 
 /// A launcher and `sdk_client.c` built with `ca` as its services anchor.
 pub struct Setup {
@@ -36,18 +35,6 @@ impl Setup {
     pub fn root_pem(&self) -> String {
         String::from_utf8(self.launcher.root_pem().to_vec()).unwrap()
     }
-}
-
-/// `PUT /v1/services/{id}`, expecting 201.
-pub async fn register(launcher: &Launcher, id: &str, base_url: &str, ca_pem: &str) {
-    let response = launcher
-        .client()
-        .put(launcher.url(&format!("/v1/services/{id}")))
-        .json(&json!({"base_url": base_url, "ca_pem": ca_pem}))
-        .send()
-        .await
-        .unwrap();
-    expect(response, 201).await;
 }
 
 /// None of `plaintexts` appears in any file under `dir` (database, WAL,

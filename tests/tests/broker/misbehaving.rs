@@ -10,7 +10,7 @@ use std::time::Duration;
 use attestable_tests::channel_programs::{field, line, run_id, run_to_end};
 use attestable_tests::service::{Behaviour, ServicesCa, TestService};
 
-use crate::common::{assert_nowhere, needles, register, setup};
+use crate::common::{assert_nowhere, needles, setup};
 
 /// The SDK's `ATT_E_RESPONSE`, `ATT_E_SERVICE_CERT` and `ATT_E_NACK`.
 const ATT_E_RESPONSE: &str = "-9";
@@ -31,8 +31,12 @@ async fn a_flipped_bit_and_a_replayed_answer_are_rejected_by_the_program() {
     }
     flipper.set_behaviour(Behaviour::FlipBit);
     replayer.set_behaviour(Behaviour::ReplayFirst);
-    register(&s.launcher, "flipper", &flipper.base_url(), &s.ca.pem).await;
-    register(&s.launcher, "replayer", &replayer.base_url(), &s.ca.pem).await;
+    s.launcher
+        .register_service("flipper", &flipper.base_url(), &s.ca.pem)
+        .await;
+    s.launcher
+        .register_service("replayer", &replayer.base_url(), &s.ca.pem)
+        .await;
 
     let run = run_to_end(
         &s.launcher,
@@ -87,7 +91,9 @@ async fn a_service_not_chaining_to_the_compiled_in_anchor_receives_nothing() {
     let other = ServicesCa::new("a CA the program does not know");
     let rogue = TestService::start("rogue", &other).await;
     rogue.allow(&s.root_pem(), &s.exe);
-    register(&s.launcher, "rogue", &rogue.base_url(), &other.pem).await;
+    s.launcher
+        .register_service("rogue", &rogue.base_url(), &other.pem)
+        .await;
 
     let run = run_to_end(
         &s.launcher,
@@ -113,12 +119,16 @@ async fn a_service_down_or_slow_is_a_nack_with_the_reason_within_the_timeout() {
     let slow = TestService::start("slow", &s.ca).await;
     slow.allow(&s.root_pem(), &s.exe);
     slow.set_behaviour(Behaviour::Slow(Duration::from_secs(300)));
-    register(&s.launcher, "slow", &slow.base_url(), &s.ca.pem).await;
+    s.launcher
+        .register_service("slow", &slow.base_url(), &s.ca.pem)
+        .await;
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    register(&s.launcher, "down", &format!("https://{closed}"), &s.ca.pem).await;
+    s.launcher
+        .register_service("down", &format!("https://{closed}"), &s.ca.pem)
+        .await;
 
     let run = run_to_end(
         &s.launcher,

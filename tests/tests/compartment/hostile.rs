@@ -265,7 +265,10 @@ async fn a_well_behaved_program_runs_with_its_output_captured() {
     assert_eq!(run["status"], "exited", "{run}");
     assert!(stdout(&run).contains("OK wrote to fd 3\n"), "{run}");
     assert!(
-        run["stderr"].as_str().unwrap_or("").contains("[info] ready"),
+        run["stderr"]
+            .as_str()
+            .unwrap_or("")
+            .contains("[info] ready"),
         "the LOG frame is in the run's log: {run}"
     );
     assert_eq!(run["compartment"]["backend"], "linux-sandbox");

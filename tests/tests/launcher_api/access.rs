@@ -242,7 +242,7 @@ async fn errors_are_json_with_the_right_status() {
     let body = expect(
         c.post(&builds)
             .header("content-type", "application/json")
-            .body(format!(r#"{{"profile":"{}"}}"#, "x".repeat(100_000)))
+            .body(format!(r#"{{"profile":"{}"}}"#, "x".repeat(300_000)))
             .send()
             .await
             .unwrap(),

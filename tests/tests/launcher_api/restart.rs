@@ -91,18 +91,7 @@ async fn a_restart_keeps_everything_and_interrupts_live_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_crash_live_runs_are_marked_interrupted() {
     let launcher = Launcher::start();
-    let program = launcher.upload_ok("loop.c", program_source("loop.c")).await["id"]
-        .as_i64()
-        .unwrap();
-    launcher.build_ok(program).await;
-    let run = launcher.run(program, json!({"time_limit_s": 600})).await["id"]
-        .as_i64()
-        .unwrap();
-    let pid = launcher
-        .wait_run_until(run, |r| r["status"] == "running")
-        .await["pid"]
-        .as_i64()
-        .unwrap();
+    let (run, pid) = launcher.start_endless_run().await;
 
     let launcher = launcher.crash_and_restart();
     // A crash cannot stop the program; the test does, by its process group.

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use attestable_tests::{Launcher, launcher_once};
+use attestable_tests::{Launcher, LauncherOptions, launcher_once, program_source};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_creates_keys_token_and_address_file() {
@@ -56,6 +56,28 @@ async fn first_start_creates_keys_token_and_address_file() {
         "removed on shutdown"
     );
     drop(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_data_folder_builds_and_runs() {
+    // Builds and runs work in folders under the data folder with the compiler
+    // and the program started elsewhere: a relative `--data` must still work.
+    let launcher = Launcher::start_with(LauncherOptions {
+        relative_data: true,
+        ..Default::default()
+    });
+    let id = launcher
+        .upload_ok("hello.c", program_source("hello.c"))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let build = launcher.build_ok(id).await;
+    assert_eq!(build["status"], "succeeded", "{build}");
+    let run = launcher.run(id, serde_json::json!({})).await;
+    let run = launcher.wait_run(run["id"].as_i64().unwrap()).await;
+    assert_eq!(run["status"], "exited", "{run}");
+    assert_eq!(run["stdout"], "hello from hello\n", "{run}");
+    launcher.stop();
 }
 
 #[test]

@@ -212,6 +212,31 @@ pub(crate) unsafe fn run(plan: &ChildPlan) -> ! {
             );
         }
 
+        // A change of identity clears the death signal (prctl(2)): without
+        // this, a run outlived a launcher killed by SIGKILL. Set it again
+        // for the program itself, then make sure the launcher did not die
+        // in between: it holds the error pipe's read end until exec, so a
+        // pipe with no reader left (POLLERR) means it is gone.
+        check!(
+            plan,
+            Stage::DeathSignal,
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0
+            )
+        );
+        let mut pipe = libc::pollfd {
+            fd: plan.err_write.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        if libc::poll(&raw mut pipe, 1, 0) == 1 && pipe.revents & libc::POLLERR != 0 {
+            libc::_exit(SETUP_FAILED);
+        }
+
         // Everything above the child's stdio and channel closes at exec,
         // whatever the launcher had open without O_CLOEXEC. The executable's
         // memfd and the error pipe close too; the latter tells the parent

@@ -143,20 +143,27 @@ pub(crate) fn build() -> Result<Filter, SpawnError> {
     for (nr, _) in DENIED {
         rules.insert(*nr, Vec::new());
     }
-    // socket: AF_UNIX only, and no AF_UNIX datagram socket (an unconnected
-    // one could sendto() a path such as /dev/log without connect()).
-    rules.insert(
-        libc::SYS_socket,
-        vec![
+    // socket and socketpair: AF_UNIX only, and no AF_UNIX datagram socket: an
+    // unconnected one could sendto() a path such as /dev/log without
+    // connect(), and so could a connected one (an address given to sendto()
+    // overrides the peer). AF_UNIX SOCK_RAW is a datagram socket too
+    // (af_unix.c maps it to SOCK_DGRAM). The program's own channel is fd 3.
+    for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+        let mut deny = vec![
             SeccompRule::new(vec![cond(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64)?])
                 .map_err(seccomp_error)?,
-            SeccompRule::new(vec![
-                cond(0, SeccompCmpOp::Eq, libc::AF_UNIX as u64)?,
-                cond(1, SeccompCmpOp::MaskedEq(0xf), libc::SOCK_DGRAM as u64)?,
-            ])
-            .map_err(seccomp_error)?,
-        ],
-    );
+        ];
+        for datagram in [libc::SOCK_DGRAM, libc::SOCK_RAW] {
+            deny.push(
+                SeccompRule::new(vec![
+                    cond(0, SeccompCmpOp::Eq, libc::AF_UNIX as u64)?,
+                    cond(1, SeccompCmpOp::MaskedEq(0xf), datagram as u64)?,
+                ])
+                .map_err(seccomp_error)?,
+            );
+        }
+        rules.insert(nr, deny);
+    }
     let mut clone_rules = Vec::new();
     for flag in CLONE_NEW_FLAGS {
         let flag = *flag as u64;
@@ -199,7 +206,7 @@ pub(crate) fn build() -> Result<Filter, SpawnError> {
 
     let names: Vec<&str> = DENIED.iter().map(|(_, n)| *n).collect();
     let detail = format!(
-        "deny-list, EPERM: {}; socket() other than AF_UNIX stream/seqpacket; clone() with CLONE_NEW*; x32 calls; clone3 answers ENOSYS; foreign-architecture calls kill the process",
+        "deny-list, EPERM: {}; socket() and socketpair() other than AF_UNIX stream/seqpacket; clone() with CLONE_NEW*; x32 calls; clone3 answers ENOSYS; foreign-architecture calls kill the process",
         names.join(", ")
     );
     Ok(Filter { program, detail })

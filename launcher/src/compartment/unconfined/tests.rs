@@ -280,3 +280,29 @@ fn describes_itself_as_insecure() {
             .any(|l| l.name == "seccomp" && l.status == LayerStatus::Disabled)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_outlives_the_thread_that_started_it() {
+    // Children get PR_SET_PDEATHSIG (they die with the launcher), which fires
+    // when the *thread* that forked them exits: they must be forked from the
+    // spawner thread, never from the caller's (tests/tests/hardening/crash.rs
+    // kills a launcher and checks its children die with it).
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sh("sleep 1000", dir.path());
+    let handle = tokio::runtime::Handle::current();
+    let child = std::thread::spawn(move || {
+        let _runtime = handle.enter();
+        Unconfined.spawn(spec)
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let pid = child.pid() as i32;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        process_exists(pid),
+        "the child died with the thread that started it"
+    );
+    drop(child);
+    wait_gone(pid).await;
+}

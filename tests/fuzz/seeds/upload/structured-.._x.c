@@ -1,0 +1,1 @@
+../x.cint main(void) { return 0; }

@@ -20,6 +20,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Rows asked for in each request of a paged list (the launcher's maximum).
+pub const PAGE: usize = 1000;
+
 /// What a request is about, for "not found" messages.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
@@ -101,6 +104,32 @@ impl Api {
     pub fn get(&self, path: &str, subject: Subject<'_>) -> Result<Value> {
         let response = self.send(self.http.get(self.url(path)), "GET", path, subject)?;
         json_body(response, "GET", path)
+    }
+
+    /// Every row of a paged list (`GET /v1/programs`, `/v1/runs`): pages of
+    /// [`PAGE`] rows, each after the last id of the one before, until one
+    /// comes back shorter.
+    pub fn get_all(&self, path: &str, subject: Subject<'_>) -> Result<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut rows = Vec::new();
+        let mut after = None;
+        loop {
+            let page_path = match after {
+                Some(id) => format!("{path}{sep}limit={PAGE}&after={id}"),
+                None => format!("{path}{sep}limit={PAGE}"),
+            };
+            let page = match self.get(&page_path, subject)? {
+                Value::Array(page) => page,
+                // Not a list: the caller's parsing says what came instead.
+                other => return Ok(other),
+            };
+            let full = page.len() == PAGE;
+            after = page.last().and_then(|row| row["id"].as_i64());
+            rows.extend(page);
+            if !full || after.is_none() {
+                return Ok(Value::Array(rows));
+            }
+        }
     }
 
     pub fn get_text(&self, path: &str, subject: Subject<'_>) -> Result<String> {

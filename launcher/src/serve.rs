@@ -337,18 +337,44 @@ impl DataLock {
             .mode(0o600)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
+        // A launcher killed a moment ago may still hold the lock through a
+        // child it forked that has not reached exec yet (the lock's open
+        // file is shared across fork until exec closes it); such a child
+        // dies with it (PR_SET_PDEATHSIG). So while the recorded holder is
+        // dead, wait a little for the lock; a live holder is refused at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         // SAFETY: plain syscall on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let holder = fs::read_to_string(path).unwrap_or_default();
-            bail!(
-                "another launcher (pid {}) is using the data folder {}",
-                holder.trim(),
-                path.parent().unwrap_or(path).display()
-            );
+            let holder = holder.trim();
+            let holder_alive = holder.parse::<libc::pid_t>().is_ok_and(process_alive);
+            if holder_alive || std::time::Instant::now() >= deadline {
+                bail!(
+                    "another launcher (pid {holder}) is using the data folder {}",
+                    path.parent().unwrap_or(path).display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         file.set_len(0)?;
         writeln!(file, "{}", std::process::id())?;
         Ok(Self(file))
+    }
+}
+
+/// Whether `pid` is a process that has not exited (a zombie has).
+fn process_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // `/proc/<pid>/stat`: "pid (comm) S …"; Z is a zombie. Without /proc
+    // (FreeBSD), a process that answers signal 0 counts as alive.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => true,
     }
 }
 
@@ -384,5 +410,36 @@ mod tests {
         );
         drop(held);
         DataLock::acquire(&path).unwrap();
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_launcher_is_waited_for() {
+        // The holder recorded in the file has exited, but the lock is still
+        // held (as by its child between fork and exec) for a moment.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("launcher.lock");
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        let dead = exited.id();
+        exited.wait().unwrap();
+        let straggler = fs::File::create(&path).unwrap();
+        // SAFETY: plain syscall on a descriptor we own.
+        assert_eq!(
+            unsafe { libc::flock(straggler.as_raw_fd(), libc::LOCK_EX) },
+            0
+        );
+        fs::write(&path, format!("{dead}\n")).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(straggler);
+        });
+        let lock = DataLock::acquire(&path).unwrap();
+        release.join().unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap().trim(),
+            std::process::id().to_string()
+        );
+        drop(lock);
+        assert!(!process_alive(dead as libc::pid_t));
+        assert!(process_alive(std::process::id() as libc::pid_t));
     }
 }

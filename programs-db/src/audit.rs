@@ -8,7 +8,7 @@ use crate::error::{Result, SqlContext};
 use crate::model::{AuditEvent, AuditFilter};
 
 /// Upper bound on one page of audit events.
-pub const MAX_AUDIT_PAGE: u32 = 1000;
+pub const MAX_AUDIT_PAGE: u32 = crate::model::MAX_PAGE;
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
     Ok(AuditEvent {

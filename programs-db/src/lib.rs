@@ -26,7 +26,7 @@ pub use error::{DbError, Result};
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
     AuditEvent, AuditFilter, Build, BuildOutcome, BuildStatus, Captured, CompiledIn, EndStatus,
-    NewBuild, NewRun, Program, Run, RunEnd, RunStatus, RunUpdate,
+    MAX_PAGE, NewBuild, NewRun, Page, Program, Run, RunEnd, RunStatus, RunUpdate,
 };
 pub use programs::DeletedProgram;
 pub use runs::RunFilter;

@@ -352,6 +352,28 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+/// One page of a list ordered by id: the rows with an id greater than
+/// `after_id`, at most `limit` of them (at most [`MAX_PAGE`]; 0 means
+/// [`MAX_PAGE`]). The next page starts after the last id of this one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Page {
+    pub after_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Upper bound on one page of any list.
+pub const MAX_PAGE: u32 = 1000;
+
+impl Page {
+    /// The limit to give SQLite.
+    pub(crate) fn sql_limit(self) -> u32 {
+        match self.limit {
+            0 => MAX_PAGE,
+            n => n.min(MAX_PAGE),
+        }
+    }
+}
+
 /// Which audit events to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

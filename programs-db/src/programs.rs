@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::db::{Db, audit, now_ms};
 use crate::error::{DbError, Result, SqlContext};
-use crate::model::Program;
+use crate::model::{Page, Program};
 use crate::store::{BlobKind, Sha256Hex, StagedBlob, sha_column};
 
 const COLUMNS: &str = "id, name, source_sha256, size, created_at";
@@ -94,6 +94,21 @@ impl Db {
     }
 
     /// All programs, oldest first.
+    /// One page of programs, oldest first.
+    pub fn programs_page(&self, page: Page) -> Result<Vec<Program>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM programs WHERE id > coalesce(?1, 0) ORDER BY id LIMIT ?2"
+            ))
+            .context("listing programs")?;
+        let rows = stmt
+            .query_map(params![page.after_id, page.sql_limit()], from_row)
+            .context("listing programs")?;
+        rows.collect::<rusqlite::Result<_>>()
+            .context("listing programs")
+    }
+
     pub fn programs(&self) -> Result<Vec<Program>> {
         let mut stmt = self
             .conn

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::builds::conversion;
 use crate::db::{Db, audit, now_ms};
 use crate::error::{DbError, Result, SqlContext};
-use crate::model::{Captured, NewRun, Run, RunStatus, RunUpdate};
+use crate::model::{Captured, NewRun, Page, Run, RunStatus, RunUpdate};
 use crate::store::opt_sha_column;
 
 const COLUMNS: &str = "id, program_id, build_id, status, args, limits, time_limit_s, \
@@ -53,6 +53,8 @@ pub struct RunFilter {
     pub program_id: Option<i64>,
     /// Only runs that have not ended.
     pub live_only: bool,
+    /// One page of them; `None`: every one.
+    pub page: Option<Page>,
 }
 
 impl Db {
@@ -264,20 +266,23 @@ impl Db {
 
     /// Runs matching `filter`, oldest first.
     pub fn runs(&self, filter: RunFilter) -> Result<Vec<Run>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM runs WHERE 1 = 1");
-        if filter.program_id.is_some() {
-            sql.push_str(" AND program_id = ?1");
-        }
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE (?1 IS NULL OR program_id = ?1) \
+             AND id > coalesce(?2, 0)"
+        );
         if filter.live_only {
             sql.push_str(" AND status IN ('queued', 'starting', 'running')");
         }
-        sql.push_str(" ORDER BY id");
-        let mut stmt = self.conn.prepare(&sql).context("listing runs")?;
-        let rows = match filter.program_id {
-            Some(program) => stmt.query_map([program], from_row),
-            None => stmt.query_map([], from_row),
-        }
-        .context("listing runs")?;
+        // LIMIT -1: no limit.
+        sql.push_str(" ORDER BY id LIMIT ?3");
+        let (after, limit) = match filter.page {
+            Some(page) => (page.after_id, i64::from(page.sql_limit())),
+            None => (None, -1),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql).context("listing runs")?;
+        let rows = stmt
+            .query_map(params![filter.program_id, after, limit], from_row)
+            .context("listing runs")?;
         rows.collect::<rusqlite::Result<_>>()
             .context("listing runs")
     }

@@ -4,8 +4,9 @@ use std::fs;
 use std::path::Path;
 
 use programs_db::{
-    AuditFilter, BuildOutcome, BuildStatus, Captured, CompiledIn, Db, DbError, EndStatus, NewBuild,
-    NewRun, RunEnd, RunFilter, RunStatus, RunUpdate, SCHEMA_VERSION, Sha256Hex, Table,
+    AuditFilter, BuildOutcome, BuildStatus, Captured, CompiledIn, Db, DbError, EndStatus, MAX_PAGE,
+    NewBuild, NewRun, Page, RunEnd, RunFilter, RunStatus, RunUpdate, SCHEMA_VERSION, Sha256Hex,
+    Table,
 };
 
 const ACTOR: &str = "test";
@@ -608,5 +609,72 @@ fn builds_keep_their_sdk_and_anchor_and_runs_their_compartment() {
             .detail
             .contains(r#""compartment":{"backend":"none","insecure":true}"#)),
         "{events:?}"
+    );
+}
+
+#[test]
+fn lists_page_by_id_within_their_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = open(dir.path());
+    let programs: Vec<i64> = (0..5)
+        .map(|i| upload(&mut db, &format!("p{i}.c"), format!("int x{i};").as_bytes()))
+        .collect();
+    let build = build_ok(&mut db, programs[0], b"exe");
+    let runs: Vec<i64> = (0..5)
+        .map(|_| queue_run(&mut db, programs[0], build))
+        .collect();
+    let ids = |page: Page| -> Vec<i64> {
+        db.programs_page(page)
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(ids(Page::default()), programs, "0 means the maximum");
+    assert_eq!(
+        ids(Page {
+            after_id: None,
+            limit: 2
+        }),
+        programs[..2]
+    );
+    assert_eq!(
+        ids(Page {
+            after_id: Some(programs[1]),
+            limit: 2
+        }),
+        programs[2..4]
+    );
+    assert!(
+        ids(Page {
+            after_id: Some(programs[4]),
+            limit: 2
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        ids(Page {
+            after_id: None,
+            limit: MAX_PAGE + 1
+        })
+        .len(),
+        5
+    );
+
+    let run_ids =
+        |filter: RunFilter| -> Vec<i64> { db.runs(filter).unwrap().iter().map(|r| r.id).collect() };
+    assert_eq!(run_ids(RunFilter::default()), runs, "no page: every run");
+    let page = |after_id, limit| RunFilter {
+        program_id: Some(programs[0]),
+        page: Some(Page { after_id, limit }),
+        ..Default::default()
+    };
+    assert_eq!(run_ids(page(Some(runs[0]), 3)), runs[1..4]);
+    assert!(
+        run_ids(RunFilter {
+            program_id: Some(programs[1]),
+            ..page(None, 3)
+        })
+        .is_empty()
     );
 }

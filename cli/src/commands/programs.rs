@@ -15,7 +15,7 @@ use crate::views::{Build, Program, Run, RunSummary, parse};
 pub fn list(ctx: &mut Ctx) -> Result<u8> {
     let json = ctx.json;
     let api = ctx.api()?;
-    let programs = api.get("/v1/programs", Subject::None)?;
+    let programs = api.get_all("/v1/programs", Subject::None)?;
     if json {
         print_json(&programs);
         return Ok(0);
@@ -64,7 +64,7 @@ fn detail_lines(api: &Api, id: i64) -> Result<Vec<String>> {
         lines.push(format!("Last build: {} {}", last.id, last.status));
     }
     let runs: Vec<RunSummary> = parse(
-        &api.get(&format!("/v1/runs?program={id}"), Subject::Program(id))?,
+        &api.get_all(&format!("/v1/runs?program={id}"), Subject::Program(id))?,
         "GET runs",
     )?;
     if let Some(last) = runs.last() {
@@ -114,7 +114,7 @@ pub fn show(ctx: &mut Ctx, id: i64) -> Result<u8> {
     let api = ctx.api()?;
     let program = api.get(&format!("/v1/programs/{id}"), Subject::Program(id))?;
     let builds = api.get(&format!("/v1/programs/{id}/builds"), Subject::Program(id))?;
-    let runs = api.get(&format!("/v1/runs?program={id}"), Subject::Program(id))?;
+    let runs = api.get_all(&format!("/v1/runs?program={id}"), Subject::Program(id))?;
     if json {
         print_json(&json!({"program": program, "builds": builds, "runs": runs}));
         return Ok(0);

@@ -12,7 +12,7 @@ pub fn list(ctx: &mut Ctx, program: Option<i64>) -> Result<u8> {
         Some(id) => (format!("/v1/runs?program={id}"), Subject::Program(id)),
         None => ("/v1/runs".to_owned(), Subject::None),
     };
-    let runs = ctx.api()?.get(&path, subject)?;
+    let runs = ctx.api()?.get_all(&path, subject)?;
     if json {
         print_json(&runs);
         return Ok(0);

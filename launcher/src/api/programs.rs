@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Actor, Id};
+use super::extract::{Actor, Id, QueryParams};
 use super::upload::{self, UploadError};
-use super::views::{ProgramView, UploadForm};
+use super::views::{self, ProgramView, ProgramsQuery, UploadForm};
 
 pub(super) fn upload_error(err: UploadError) -> ApiError {
     let status = err.status();
@@ -55,18 +55,24 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json((&program).into())))
 }
 
-/// List programs, oldest first.
+/// List programs, oldest first, a page at a time (`after`, `limit`).
 #[utoipa::path(
     operation_id = "list_programs",
     get, path = "/v1/programs", tag = "programs",
+    params(ProgramsQuery),
     responses(
         (status = 200, description = "OK", body = Vec<ProgramView>),
+        (status = 400, description = "Bad request: the message names the failed check", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
-pub async fn list(State(app): State<AppState>) -> Result<Json<Vec<ProgramView>>, ApiError> {
-    let programs = app.records.call(|db| db.programs()).await?;
+pub async fn list(
+    State(app): State<AppState>,
+    QueryParams(query): QueryParams<ProgramsQuery>,
+) -> Result<Json<Vec<ProgramView>>, ApiError> {
+    let page = views::page(query.after, query.limit)?;
+    let programs = app.records.call(move |db| db.programs_page(page)).await?;
     Ok(Json(programs.iter().map(ProgramView::from).collect()))
 }
 

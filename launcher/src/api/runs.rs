@@ -225,7 +225,8 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json((&run).into())))
 }
 
-/// List runs, oldest first, optionally of one program.
+/// List runs, oldest first, optionally of one program, a page at a time
+/// (`after`, `limit`).
 #[utoipa::path(
     operation_id = "list_runs",
     get, path = "/v1/runs", tag = "runs",
@@ -242,6 +243,7 @@ pub async fn list(
     State(app): State<AppState>,
     QueryParams(query): QueryParams<RunsQuery>,
 ) -> Result<Json<Vec<RunSummary>>, ApiError> {
+    let page = super::views::page(query.after, query.limit)?;
     let runs = app
         .records
         .call(move |db| {
@@ -251,6 +253,7 @@ pub async fn list(
             db.runs(RunFilter {
                 program_id: query.program,
                 live_only: false,
+                page: Some(page),
             })
         })
         .await?;

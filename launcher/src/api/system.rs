@@ -10,7 +10,9 @@ use programs_db::AuditFilter;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
-use super::views::{AuditEventView, AuditQuery, Health, PlatformView, ProfileView, ToolchainsView};
+use super::views::{
+    self, AuditEventView, AuditQuery, Health, PlatformView, ProfileView, ToolchainsView,
+};
 
 /// Liveness; needs no token.
 #[utoipa::path(
@@ -92,17 +94,12 @@ pub async fn audit(
     State(app): State<AppState>,
     QueryParams(query): QueryParams<AuditQuery>,
 ) -> Result<Json<Vec<AuditEventView>>, ApiError> {
-    if query.limit == Some(0) || query.limit.is_some_and(|l| l > programs_db::MAX_AUDIT_PAGE) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1 to {}",
-            programs_db::MAX_AUDIT_PAGE
-        )));
-    }
+    let page = views::page(query.after, query.limit)?;
     let filter = AuditFilter {
         subject_kind: query.subject_kind,
         subject_id: query.subject_id,
-        after_id: query.after,
-        limit: query.limit.unwrap_or(programs_db::MAX_AUDIT_PAGE),
+        after_id: page.after_id,
+        limit: page.limit,
     };
     let events = app.records.call(move |db| db.audit_events(&filter)).await?;
     Ok(Json(events.iter().map(AuditEventView::from).collect()))

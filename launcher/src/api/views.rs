@@ -1,9 +1,10 @@
 //! JSON shapes of the `/v1` API. Times are RFC 3339 UTC with seconds.
 
-use programs_db::{AuditEvent, Build, Program, Run};
+use programs_db::{AuditEvent, Build, MAX_PAGE, Page, Program, Run};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::ApiError;
 use crate::compartment::capture::text;
 use crate::compartment::{CompartmentInfo, Limits};
 use crate::platform::PlatformFacts;
@@ -258,12 +259,44 @@ impl From<&Run> for RunView {
     }
 }
 
+/// Turns a list's `after` and `limit` into a page, or says which check failed.
+pub fn page(after: Option<i64>, limit: Option<u32>) -> Result<Page, ApiError> {
+    match limit {
+        Some(l) if l == 0 || l > MAX_PAGE => Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_PAGE}, found {l}"
+        ))),
+        _ => Ok(Page {
+            after_id: after,
+            limit: limit.unwrap_or(MAX_PAGE),
+        }),
+    }
+}
+
+/// `GET /v1/programs`: one page, oldest first. The next page is
+/// `?after=<the last id>`; a page shorter than `limit` is the last.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramsQuery {
+    /// Only programs with a larger id (the last id of the previous page).
+    pub after: Option<i64>,
+    /// At most this many (default and maximum 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/runs`: one page, oldest first, paged as [`ProgramsQuery`].
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     /// Only runs of this program.
     pub program: Option<i64>,
+    /// Only runs with a larger id (the last id of the previous page).
+    pub after: Option<i64>,
+    /// At most this many (default and maximum 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

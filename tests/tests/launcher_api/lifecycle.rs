@@ -195,3 +195,54 @@ async fn a_compile_error_returns_the_compilers_message() {
     );
     launcher.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_come_a_page_at_a_time() {
+    let launcher = Launcher::start();
+    let mut programs = Vec::new();
+    for i in 0..3 {
+        let source = format!("int main(void) {{ return {i}; }}\n").into_bytes();
+        programs.push(
+            launcher.upload_ok(&format!("p{i}.c"), source).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let ids = |list: serde_json::Value| -> Vec<i64> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(launcher.get("/v1/programs", 200).await), programs);
+    assert_eq!(
+        ids(launcher.get("/v1/programs?limit=2", 200).await),
+        programs[..2]
+    );
+    let next = format!("/v1/programs?limit=2&after={}", programs[1]);
+    assert_eq!(ids(launcher.get(&next, 200).await), programs[2..]);
+    for bad in ["limit=0", "limit=1001"] {
+        let body = launcher.get(&format!("/v1/programs?{bad}"), 400).await;
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("limit must be 1 to 1000"), "{message}");
+    }
+
+    launcher.build_ok(programs[0]).await;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(
+            launcher.run(programs[0], json!({})).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let first = format!("/v1/runs?program={}&limit=1", programs[0]);
+    assert_eq!(ids(launcher.get(&first, 200).await), runs[..1]);
+    let rest = format!("/v1/runs?program={}&after={}", programs[0], runs[0]);
+    assert_eq!(ids(launcher.get(&rest, 200).await), runs[1..]);
+    for run in runs {
+        launcher.wait_run(run).await;
+    }
+    launcher.stop();
+}

@@ -58,6 +58,7 @@
 //! pool_idle_timeout_s = 90
 //! pool_max_idle = 64             # idle keep-alive connections per service
 //! service_cert_cache_s = 300
+//! max_in_flight_per_service = 16 # calls to one service at once, over all runs
 //!
 //! [[services]]                   # fixed here; more through PUT /v1/services/{id}
 //! id = "store"

@@ -1,7 +1,13 @@
 //! Async access to the records: one `programs_db::Db` behind a mutex, used
-//! from blocking threads so SQLite never stalls the async workers.
+//! from blocking threads so SQLite never stalls the async workers. Callers
+//! queue for the database *before* taking a blocking thread: one connection
+//! serves one call at a time anyway, and a burst of runs would otherwise park
+//! a blocking thread per waiting call on the mutex (100 runs starting together
+//! grew the pool past 100 threads; docs/PERFORMANCE.md).
 
 use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Semaphore;
 
 use programs_db::{Db, DbError, FileStore};
 
@@ -16,6 +22,8 @@ pub enum RecordsError {
 #[derive(Clone)]
 pub struct Records {
     db: Arc<Mutex<Db>>,
+    /// One permit: the turn to use the database.
+    turn: Arc<Semaphore>,
     files: FileStore,
 }
 
@@ -30,6 +38,7 @@ impl Records {
         let files = db.files().clone();
         Self {
             db: Arc::new(Mutex::new(db)),
+            turn: Arc::new(Semaphore::new(1)),
             files,
         }
     }
@@ -46,7 +55,16 @@ impl Records {
         F: FnOnce(&mut Db) -> Result<R, DbError> + Send + 'static,
     {
         let db = self.db.clone();
+        // Held by the blocking task, so released when `f` is done even if
+        // this future is dropped while it runs. Never closed.
+        let turn = self
+            .turn
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| RecordsError::Task(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut db = db.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut db)
         })

@@ -5,7 +5,7 @@
 //! | `POST /attested/read`, `POST /attested/write` | programs, through the launcher | verified by [`ServiceVerifier`], answered sealed |
 //! | `GET /.well-known/attestable/certificate` | anyone | the service's certificate and the services CA |
 //! | `GET /healthz` | anyone | `{"status": "ok", "service"}` |
-//! | `GET /api/…`, `POST /api/sales` | the operator (bearer token) | the business records and the audit |
+//! | `GET /api/…`, `POST /api/sales`, `POST /api/messages` | the operator (bearer token) | the business records and the audit; `GET /api/sales/last` and `POST /api/messages` serve what the attested read and write serve, without attestation |
 
 use std::sync::{Arc, Mutex};
 
@@ -248,9 +248,13 @@ pub fn router(service: Arc<Service>) -> Router {
         ));
     let operator = Router::new().route("/api/audit", get(audit));
     let operator = match service.kind {
-        ServiceKind::Store => operator.route("/api/sales", get(list_sales).post(new_sale)),
+        ServiceKind::Store => operator
+            .route("/api/sales", get(list_sales).post(new_sale))
+            .route("/api/sales/last", get(last_sale)),
         ServiceKind::Taxi => operator.route("/api/trips", get(list_trips)),
-        ServiceKind::Messaging => operator.route("/api/messages", get(list_messages)),
+        ServiceKind::Messaging => {
+            operator.route("/api/messages", get(list_messages).post(send_message))
+        }
     };
     let operator = operator
         .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
@@ -527,11 +531,9 @@ async fn list_sales(
     Ok(json_response(200, json!({ "sales": sales })))
 }
 
-async fn new_sale(
-    State(service): State<Arc<Service>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| {
+/// An operator request's body, or why it could not be read.
+fn operator_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 413,
@@ -541,7 +543,14 @@ async fn new_sale(
         } else {
             ApiError::bad_request(e.body_text())
         }
-    })?;
+    })
+}
+
+async fn new_sale(
+    State(service): State<Arc<Service>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = operator_body(body)?;
     // The operator's own data: parse errors may quote it back to them.
     let new: store::NewSale = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
@@ -573,6 +582,49 @@ async fn new_sale(
             Err(ApiError::internal())
         }
     }
+}
+
+/// Serves `op` on `resource` as an allowed attested request would be served,
+/// for the operator: the same business code and the same JSON answer, without
+/// the attestation (no certificate, no envelope, no audit record). The
+/// benchmark's baseline for what the attestation costs.
+async fn plain(
+    service: Arc<Service>,
+    op: Op,
+    resource: &'static str,
+    payload: Bytes,
+) -> Result<Response, ApiError> {
+    let kind = service.kind;
+    let settings = service.settings.clone();
+    let now = unix_now();
+    let served = with_db(service, move |c| {
+        Ok::<_, std::convert::Infallible>(business::serve(
+            kind, c, &settings, op, resource, &payload, now,
+        ))
+    })
+    .await?;
+    match served {
+        Ok(answer) => Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response()),
+        Err(business::BusinessError::Database(e)) => {
+            tracing::error!(service = kind.name(), error = %e, "database error");
+            Err(ApiError::internal())
+        }
+        Err(e) => Err(ApiError::new(e.status(), e.code(), e.to_string())),
+    }
+}
+
+/// `GET /api/sales/last`: what the attested read `sales/last` answers.
+async fn last_sale(State(service): State<Arc<Service>>) -> Result<Response, ApiError> {
+    plain(service, Op::Read, "sales/last", Bytes::new()).await
+}
+
+/// `POST /api/messages`: the attested write `messages`, for the operator.
+async fn send_message(
+    State(service): State<Arc<Service>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = operator_body(body)?;
+    plain(service, Op::Write, "messages", body).await
 }
 
 async fn list_trips(

@@ -184,36 +184,44 @@ pub fn read(
         return Err(business::unknown(ServiceKind::Store, Op::Read, resource));
     }
     business::check_read_parameters(payload)?;
-    let id = crate::db::query_i64(conn, "SELECT max(id) FROM sales", [])?.unwrap_or(0);
-    let sale = sale(conn, id)?.ok_or_else(|| {
-        BusinessError::UnknownResource("sales/last: the store has no sale yet".into())
-    })?;
-    Ok(serde_json::to_value(&sale.sale).expect("a sale serializes"))
+    // One cached statement, and no items: the answer is the sale alone (this
+    // is every brokered read's query; see docs/PERFORMANCE.md).
+    let last = conn
+        .prepare_cached(&format!("{SALE_HEAD} ORDER BY s.id DESC LIMIT 1"))?
+        .query_row([], sale_head)
+        .optional()?
+        .ok_or_else(|| {
+            BusinessError::UnknownResource("sales/last: the store has no sale yet".into())
+        })?;
+    Ok(serde_json::to_value(&last.sale).expect("a sale serializes"))
+}
+
+/// A sale and its customer, without the items ([`sale_head`] reads a row).
+const SALE_HEAD: &str = "SELECT s.id, s.total_cents, s.currency, s.date, c.id, c.name, c.phone, \
+                         c.address FROM sales s JOIN customers c ON c.id = s.customer_id";
+
+fn sale_head(r: &rusqlite::Row<'_>) -> Result<SaleView, rusqlite::Error> {
+    Ok(SaleView {
+        sale: Sale {
+            sale_id: r.get(0)?,
+            total: Cents(r.get(1)?),
+            currency: r.get(2)?,
+            date: UnixTime(r.get(3)?),
+            customer: Customer {
+                name: r.get(5)?,
+                phone: r.get(6)?,
+                address: r.get(7)?,
+            },
+        },
+        customer_id: r.get(4)?,
+        items: Vec::new(),
+    })
 }
 
 fn sale(conn: &Connection, id: i64) -> Result<Option<SaleView>, rusqlite::Error> {
     let head = conn
-        .prepare_cached(
-            "SELECT s.id, s.total_cents, s.currency, s.date, c.id, c.name, c.phone, c.address \
-             FROM sales s JOIN customers c ON c.id = s.customer_id WHERE s.id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok(SaleView {
-                sale: Sale {
-                    sale_id: r.get(0)?,
-                    total: Cents(r.get(1)?),
-                    currency: r.get(2)?,
-                    date: UnixTime(r.get(3)?),
-                    customer: Customer {
-                        name: r.get(5)?,
-                        phone: r.get(6)?,
-                        address: r.get(7)?,
-                    },
-                },
-                customer_id: r.get(4)?,
-                items: Vec::new(),
-            })
-        })
+        .prepare_cached(&format!("{SALE_HEAD} WHERE s.id = ?1"))?
+        .query_row([id], sale_head)
         .optional()?;
     let Some(mut view) = head else {
         return Ok(None);

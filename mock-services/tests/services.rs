@@ -824,3 +824,74 @@ fn a_second_instance_and_a_public_address_are_refused() {
     let (ok, _, err) = run_cli(&["messaging", "--data", d, "--customer-reply", "maybe"]);
     assert!(!ok && err.contains("accept, decline or none"), "{err}");
 }
+
+#[test]
+fn the_plain_operator_endpoints_answer_what_the_attested_calls_answer() {
+    // The benchmark's baseline: the same request without attestation.
+    let (_dir, data) = data_dir();
+    let launcher = Launcher::new("dev");
+    approve(&data, &launcher, exe(1));
+    let services = Services::start(&data, "all", &[]);
+    let program = launcher.run(exe(1), sandbox());
+    let client = services.client();
+
+    let (_, attested) = program.call(&services, "store", Op::Read, "sales/last", b"");
+    let plain = services.operator_get("store", "/api/sales/last");
+    assert_eq!(attested.unwrap(), plain);
+
+    let message = json!({"phone": "+15550100311", "text": "plain message"});
+    let none = client
+        .post(services.url("messaging", "/api/messages"))
+        .json(&message)
+        .send()
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    let sent = client
+        .post(services.url("messaging", "/api/messages"))
+        .bearer_auth(services.token())
+        .json(&message)
+        .send()
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let sent: Value = sent.json().unwrap();
+    let (_, attested) = program.call(
+        &services,
+        "messaging",
+        Op::Write,
+        "messages",
+        message.to_string().as_bytes(),
+    );
+    let attested = attested.unwrap();
+    assert_eq!(
+        sent.as_object().unwrap().keys().collect::<Vec<_>>(),
+        attested.as_object().unwrap().keys().collect::<Vec<_>>(),
+        "{sent} vs {attested}"
+    );
+    let listed = services.operator_get("messaging", "/api/messages");
+    let texts: Vec<&str> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts.iter().filter(|t| **t == "plain message").count(),
+        2,
+        "{listed}"
+    );
+
+    let bad = client
+        .post(services.url("messaging", "/api/messages"))
+        .bearer_auth(services.token())
+        .json(&json!({"phone": "not a phone", "text": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // Reads and writes exist where the attested ones do, and nowhere else.
+    let missing = client
+        .get(services.url("taxi", "/api/sales/last"))
+        .bearer_auth(services.token())
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

@@ -5,9 +5,13 @@
 //! never holds a payload or a service's proof. A call abandoned because the
 //! run ended is recorded as `cancelled`. Records are written in batches, one
 //! transaction each, by one task per run: a run making thousands of calls a
-//! second costs one synchronous commit per batch, not per call.
+//! second costs one synchronous commit per batch, not per call. A batch
+//! gathers calls for up to [`GATHER`] after its first: a program calling in a
+//! loop would otherwise commit (and fsync) once per call, which cost more CPU
+//! than relaying the call (docs/PERFORMANCE.md). The end of the run flushes at
+//! once, so records are complete when the run's end is.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use programs_db::{CallOp, NewCall, now_ms};
 use tokio::sync::mpsc;
@@ -17,6 +21,9 @@ use crate::records::Records;
 
 /// Most calls written in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// How long a batch waits for more calls after its first.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// Writes one run's call records.
 pub struct CallRecorder {
@@ -34,11 +41,19 @@ impl CallRecorder {
     pub fn start(records: Records) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<NewCall>();
         let task = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            let mut open = true;
+            while open {
+                let Some(first) = rx.recv().await else { break };
+                let deadline = tokio::time::Instant::now() + GATHER;
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(call) => batch.push(call),
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(call)) => batch.push(call),
+                        // Every sender is gone: the run ended; write what is left now.
+                        Ok(None) => {
+                            open = false;
+                            break;
+                        }
                         Err(_) => break,
                     }
                 }

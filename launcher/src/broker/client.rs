@@ -78,6 +78,9 @@ pub struct ServiceClient {
     request_timeout: Duration,
     cert_ttl: Duration,
     cert_cache: Mutex<Option<(Instant, Arc<str>)>>,
+    /// `[broker] max_in_flight_per_service` permits.
+    in_flight: tokio::sync::Semaphore,
+    max_in_flight: usize,
 }
 
 impl std::fmt::Debug for ServiceClient {
@@ -126,6 +129,8 @@ impl ServiceClient {
             request_timeout: config.request_timeout(),
             cert_ttl: Duration::from_secs(config.service_cert_cache_s),
             cert_cache: Mutex::new(None),
+            in_flight: tokio::sync::Semaphore::new(config.max_in_flight_per_service),
+            max_in_flight: config.max_in_flight_per_service,
         })
     }
 
@@ -175,6 +180,24 @@ impl ServiceClient {
         .to_string();
         // The JSON answer carries the envelope in base64, plus a little framing.
         let body_limit = max_response / 3 * 4 + 4 + 4096;
+        // Held until the answer is read: the connection is back in the pool then.
+        let _permit =
+            match tokio::time::timeout(self.request_timeout, self.in_flight.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                // Closed never happens (the semaphore is never closed); treated as busy.
+                Ok(Err(_)) | Err(_) => {
+                    return Err(CallFailure::same(
+                        NackCode::ServiceUnreachable,
+                        format!(
+                            "service {}: {} calls already in flight to it \
+                             (broker.max_in_flight_per_service) and none finished within {} ms",
+                            self.valid.id,
+                            self.max_in_flight,
+                            self.request_timeout.as_millis()
+                        ),
+                    ));
+                }
+            };
         let mut attempt = 0;
         let (status, bytes) = loop {
             attempt += 1;
@@ -560,6 +583,47 @@ mod tests {
             "{}",
             f.nack.reason
         );
+    }
+
+    #[tokio::test]
+    async fn calls_over_the_in_flight_limit_wait_then_give_up() {
+        let ca = CertificateAuthority::create_root("services CA", None, 30).unwrap();
+        let pem = String::from_utf8(ca.certificate().to_pem().unwrap()).unwrap();
+        // Port 9 (discard) on loopback: nothing listens, so a call that is
+        // let through fails at once with "connection refused".
+        let valid = super::super::registry::validate("store", "https://127.0.0.1:9", &pem).unwrap();
+        let config = BrokerConfig {
+            request_timeout_ms: 200,
+            max_in_flight_per_service: 1,
+            ..BrokerConfig::default()
+        };
+        let c = ServiceClient::new(valid, Source::Api, 0, &config).unwrap();
+
+        let held = c.in_flight.acquire().await.unwrap();
+        let waited = c
+            .attested(Op::Read, "chain", b"envelope", 1024)
+            .await
+            .unwrap_err();
+        assert_eq!(waited.nack.code, NackCode::ServiceUnreachable);
+        assert!(
+            waited.nack.reason.contains("1 calls already in flight")
+                && waited.nack.reason.contains("within 200 ms"),
+            "{}",
+            waited.nack.reason
+        );
+
+        drop(held);
+        let tried = c
+            .attested(Op::Read, "chain", b"envelope", 1024)
+            .await
+            .unwrap_err();
+        assert_eq!(tried.nack.code, NackCode::ServiceUnreachable);
+        assert!(
+            !tried.nack.reason.contains("in flight"),
+            "the permit is free again: {}",
+            tried.nack.reason
+        );
+        assert_eq!(c.in_flight.available_permits(), 1, "the permit came back");
     }
 
     #[test]

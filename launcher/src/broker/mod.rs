@@ -34,6 +34,11 @@ pub struct BrokerConfig {
     pub pool_max_idle: usize,
     /// How long a service's certificate (`SERVICE_CERT`) is served from the cache.
     pub service_cert_cache_s: u64,
+    /// Calls to one service in flight at once, over all runs; more wait
+    /// (within `request_timeout_ms`) for one to finish. This bounds the
+    /// connections, TLS handshakes and buffers a burst of runs costs
+    /// (docs/PERFORMANCE.md: 100 runs opened 100 connections, ~25 MiB).
+    pub max_in_flight_per_service: usize,
 }
 
 impl Default for BrokerConfig {
@@ -44,6 +49,7 @@ impl Default for BrokerConfig {
             pool_idle_timeout_s: 90,
             pool_max_idle: 64,
             service_cert_cache_s: 300,
+            max_in_flight_per_service: 16,
         }
     }
 }
@@ -60,6 +66,12 @@ impl BrokerConfig {
             return Err(format!(
                 "broker.request_timeout_ms is {}; expected 1 to 3600000",
                 self.request_timeout_ms
+            ));
+        }
+        if !(1..=4096).contains(&self.max_in_flight_per_service) {
+            return Err(format!(
+                "broker.max_in_flight_per_service is {}; expected 1 to 4096",
+                self.max_in_flight_per_service
             ));
         }
         Ok(())
@@ -150,6 +162,10 @@ mod tests {
                 "appears twice",
             ),
             ("[broker]\nretries = 3\n", "retries"),
+            (
+                "[broker]\nmax_in_flight_per_service = 0\n",
+                "broker.max_in_flight_per_service is 0",
+            ),
         ] {
             let err = Config::parse(text, "t").unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");

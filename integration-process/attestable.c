@@ -25,6 +25,7 @@
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -1406,8 +1407,23 @@ static CMS_ContentInfo *cms_from_der(const unsigned char *der, size_t len)
     return cms;
 }
 
+/* Encrypts `in` to `to`: AuthEnvelopedData, AES-256-GCM, ECDH key agreement whose X9.63
+ * KDF uses SHA-256 (CMS_encrypt alone would choose SHA-1), key wrap id-aes256-wrap. */
+static CMS_ContentInfo *encrypt_to(att_ctx *ctx, X509 *to, BIO *in)
+{
+    CMS_ContentInfo *env = CMS_encrypt(NULL, in, ctx->aes_gcm, CMS_BINARY | CMS_PARTIAL);
+    CMS_RecipientInfo *ri = env ? CMS_add1_recipient_cert(env, to, CMS_KEY_PARAM) : NULL;
+    EVP_PKEY_CTX *pctx = ri ? CMS_RecipientInfo_get0_pkey_ctx(ri) : NULL;
+    if (!pctx || EVP_PKEY_CTX_set_ecdh_kdf_md(pctx, EVP_sha256()) <= 0 ||
+        !CMS_final(env, in, NULL, CMS_BINARY)) {
+        CMS_ContentInfo_free(env);
+        return NULL;
+    }
+    return env;
+}
+
 /* Signs `body` with the run key (SignedData, attached, SHA-256, no certificates), then
- * encrypts that to the service (AuthEnvelopedData, AES-256-GCM, ECDH key agreement). */
+ * encrypts that to the service (encrypt_to). */
 static att_status seal_request(att_ctx *ctx, const char *what, X509 *service, const struct buf *body,
                                struct buf *out)
 {
@@ -1418,18 +1434,15 @@ static att_status seal_request(att_ctx *ctx, const char *what, X509 *service, co
     BIO *in2 = NULL;
     CMS_ContentInfo *sd = CMS_sign(NULL, NULL, NULL, NULL, flags | CMS_PARTIAL);
     CMS_ContentInfo *env = NULL;
-    STACK_OF(X509) *to = sk_X509_new_null();
-    if (!in || !sd || !to || !CMS_add1_signer(sd, ctx->cert, ctx->key, EVP_sha256(), flags) ||
+    if (!in || !sd || !CMS_add1_signer(sd, ctx->cert, ctx->key, EVP_sha256(), flags) ||
         !CMS_final(sd, in, NULL, flags) || !cms_to_der(sd, &signed_der)) {
         st = fail_ssl(ctx, ATT_E_CRYPTO, "%s: signing the request failed", what);
         goto out;
     }
     in2 = BIO_new_mem_buf(signed_der.p, (int)signed_der.len);
-    if (!in2 || !sk_X509_push(to, service) ||
-        !(env = CMS_encrypt(to, in2, ctx->aes_gcm, CMS_BINARY)) || !cms_to_der(env, out))
+    if (!in2 || !(env = encrypt_to(ctx, service, in2)) || !cms_to_der(env, out))
         st = fail_ssl(ctx, ATT_E_CRYPTO, "%s: encrypting the request to the service failed", what);
 out:
-    sk_X509_free(to); /* the certificate stays the cache's */
     CMS_ContentInfo_free(env);
     CMS_ContentInfo_free(sd);
     BIO_free(in2);

@@ -2,7 +2,8 @@
 //!
 //! - [`encrypt_to`]: AuthEnvelopedData (RFC 5083), AES-256-GCM, one
 //!   KeyAgreeRecipientInfo (ECDH ephemeral-static for P-256 recipients), what
-//!   `openssl cms -encrypt -aes-256-gcm -recip cert.pem` makes;
+//!   `openssl cms -encrypt -aes-256-gcm -recip cert.pem -keyopt ecdh_kdf_md:sha256`
+//!   makes (the X9.63 KDF with SHA-256);
 //! - [`decrypt`]: opens an AuthEnvelopedData, and nothing else (an
 //!   EnvelopedData has no integrity, so it is refused rather than opened);
 //! - [`sign`]: SignedData, content attached, signed attributes, SHA-256, no
@@ -16,7 +17,6 @@ use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::error::ErrorStack;
 use openssl::pkey::{PKeyRef, Private};
 use openssl::stack::Stack;
-use openssl::symm::Cipher;
 use openssl::x509::{X509, X509Ref};
 
 /// Largest envelope accepted by [`decrypt`] and [`verify`], in bytes.
@@ -151,16 +151,92 @@ fn openssl_reason(e: &ErrorStack) -> String {
 }
 
 /// Encrypts `data` to `recipient`'s public key: DER AuthEnvelopedData with
-/// AES-256-GCM and ECDH key agreement.
+/// AES-256-GCM and ECDH key agreement whose X9.63 KDF uses SHA-256
+/// (`dhSinglePass-stdDH-sha256kdf-scheme`; `CMS_encrypt` alone would pick
+/// SHA-1), the key wrapped with `id-aes256-wrap`.
 pub fn encrypt_to(recipient: &X509Ref, data: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    use foreign_types::{ForeignType, ForeignTypeRef};
+    use openssl_sys as sys;
+    use std::ptr;
+
     check_size("content to encrypt", data.len(), MAX_CONTENT_BYTES)?;
-    let mut certs = Stack::new().map_err(crypto("certificate stack"))?;
-    certs
-        .push(recipient.to_owned())
-        .map_err(crypto("certificate stack"))?;
-    let cms = CmsContentInfo::encrypt(&certs, data, Cipher::aes_256_gcm(), CMSOptions::BINARY)
-        .map_err(crypto("CMS encrypt"))?;
-    cms.to_der().map_err(crypto("encoding the envelope"))
+    let ec = recipient
+        .public_key()
+        .map_err(crypto("the recipient's public key"))?
+        .id()
+        == openssl::pkey::Id::EC;
+    let len = std::os::raw::c_int::try_from(data.len()).expect("bounded by MAX_CONTENT_BYTES");
+    let fail = |context| crypto(context)(ErrorStack::get());
+    sys::init();
+    // SAFETY: each pointer is checked before use; the BIO and the
+    // ContentInfo are owned by guards that free them; `recipient` outlives
+    // the calls (CMS_add1_recipient_cert takes its own reference).
+    unsafe {
+        let bio = Bio(sys::BIO_new_mem_buf(data.as_ptr().cast(), len));
+        if bio.0.is_null() {
+            return Err(fail("a memory BIO"));
+        }
+        let flags = sys::CMS_BINARY | sys::CMS_PARTIAL;
+        let cms = sys::CMS_encrypt(ptr::null_mut(), bio.0, sys::EVP_aes_256_gcm(), flags);
+        if cms.is_null() {
+            return Err(fail("CMS encrypt"));
+        }
+        let cms = CmsContentInfo::from_ptr(cms);
+        let ri = ffi::CMS_add1_recipient_cert(cms.as_ptr(), recipient.as_ptr(), sys::CMS_KEY_PARAM);
+        if ri.is_null() {
+            return Err(fail("adding the recipient"));
+        }
+        if ec {
+            let pctx = ffi::CMS_RecipientInfo_get0_pkey_ctx(ri);
+            if pctx.is_null() || ffi::EVP_PKEY_CTX_set_ecdh_kdf_md(pctx, sys::EVP_sha256()) <= 0 {
+                return Err(fail("choosing SHA-256 for the key agreement's KDF"));
+            }
+        }
+        if ffi::CMS_final(cms.as_ptr(), bio.0, ptr::null_mut(), sys::CMS_BINARY) <= 0 {
+            return Err(fail("CMS encrypt"));
+        }
+        cms.to_der().map_err(crypto("encoding the envelope"))
+    }
+}
+
+/// Frees a BIO when dropped.
+struct Bio(*mut openssl_sys::BIO);
+
+impl Drop for Bio {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: the BIO is ours and freed once.
+            unsafe { openssl_sys::BIO_free_all(self.0) };
+        }
+    }
+}
+
+/// The OpenSSL 3 calls the `openssl` crate does not wrap.
+mod ffi {
+    use openssl_sys::{BIO, CMS_ContentInfo, EVP_MD, EVP_PKEY_CTX, X509};
+    use std::os::raw::{c_int, c_uint};
+
+    #[allow(non_camel_case_types)]
+    #[repr(C)]
+    pub struct CMS_RecipientInfo {
+        _private: [u8; 0],
+    }
+
+    unsafe extern "C" {
+        pub fn CMS_add1_recipient_cert(
+            cms: *mut CMS_ContentInfo,
+            recipient: *mut X509,
+            flags: c_uint,
+        ) -> *mut CMS_RecipientInfo;
+        pub fn CMS_RecipientInfo_get0_pkey_ctx(ri: *mut CMS_RecipientInfo) -> *mut EVP_PKEY_CTX;
+        pub fn EVP_PKEY_CTX_set_ecdh_kdf_md(ctx: *mut EVP_PKEY_CTX, md: *const EVP_MD) -> c_int;
+        pub fn CMS_final(
+            cms: *mut CMS_ContentInfo,
+            data: *mut BIO,
+            dcont: *mut BIO,
+            flags: c_uint,
+        ) -> c_int;
+    }
 }
 
 /// Decrypts a DER AuthEnvelopedData addressed to `cert` with its `key`.

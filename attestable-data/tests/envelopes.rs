@@ -70,7 +70,7 @@ fn openssl_decrypts_what_the_library_encrypted_and_sees_auth_enveloped_gcm_ecdh(
         "d.kari:",
         "id-ecPublicKey",
         "algorithm: aes-256-gcm (2.16.840.1.101.3.4.1.46)",
-        "dhSinglePass-stdDH-sha1kdf-scheme",
+        "dhSinglePass-stdDH-sha256kdf-scheme",
         "id-aes256-wrap",
     ] {
         assert!(

@@ -476,6 +476,18 @@ static inline bool h_open_request(struct h_service *s, X509 *run_cert, const uns
         fprintf(stderr, "  request: not AuthEnvelopedData\n");
         goto out;
     }
+    /* One ECDH recipient whose X9.63 KDF uses SHA-256 (PROTOCOL.md, Envelopes). */
+    STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(env);
+    X509_ALGOR *kea = NULL;
+    const ASN1_OBJECT *kea_oid = NULL;
+    if (sk_CMS_RecipientInfo_num(ris) != 1 ||
+        CMS_RecipientInfo_type(sk_CMS_RecipientInfo_value(ris, 0)) != CMS_RECIPINFO_AGREE ||
+        CMS_RecipientInfo_kari_get0_alg(sk_CMS_RecipientInfo_value(ris, 0), &kea, NULL) != 1 ||
+        (X509_ALGOR_get0(&kea_oid, NULL, NULL, kea), OBJ_obj2nid(kea_oid)) !=
+            NID_dhSinglePass_stdDH_sha256kdf_scheme) {
+        fprintf(stderr, "  request: expected one ECDH recipient with the SHA-256 KDF\n");
+        goto out;
+    }
     if (CMS_decrypt(env, s->key, s->cert, NULL, mid, CMS_BINARY) != 1) {
         fprintf(stderr, "  request: does not decrypt with the %s key\n", s->name);
         goto out;

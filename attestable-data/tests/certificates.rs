@@ -566,10 +566,8 @@ fn a_source_rule_holds_only_for_the_services_anchor_it_names() {
     let p = linux_program(&pki);
     let now = pki::unix_now();
     let h = |s: &str| Sha256Hex::digest(s.as_bytes());
-    let with_anchor = |anchor: Sha256Hex| {
-        let mut doc = PolicyDocument::default();
-        doc.add_trusted_root_pem("dev launcher", &pki.root_pem())
-            .unwrap();
+    // The golden program's source and profile, for reading `sales/last`.
+    let source_rule = |anchor: Option<Sha256Hex>| {
         let mut rule = AllowRule::for_executable(
             "by source",
             h("x"),
@@ -579,8 +577,14 @@ fn a_source_rule_holds_only_for_the_services_anchor_it_names() {
         rule.executable_sha256 = None;
         rule.source_sha256 = Some(h("source"));
         rule.toolchain_profile = Some("morello-purecap".into());
-        rule.services_anchor_sha256 = Some(anchor);
-        doc.add_allow_rule(rule).unwrap();
+        rule.services_anchor_sha256 = anchor;
+        rule
+    };
+    let with_anchor = |anchor: Sha256Hex| {
+        let mut doc = PolicyDocument::default();
+        doc.add_trusted_root_pem("dev launcher", &pki.root_pem())
+            .unwrap();
+        doc.add_allow_rule(source_rule(Some(anchor))).unwrap();
         Policy::from_document(doc, None).unwrap()
     };
     let access = Access {
@@ -605,16 +609,9 @@ fn a_source_rule_holds_only_for_the_services_anchor_it_names() {
     );
 
     // A source rule that does not pin the anchor is refused when written.
-    let mut doc = PolicyDocument::default();
-    let mut rule = AllowRule::for_executable(
-        "by source",
-        h("x"),
-        vec!["*".parse().unwrap()],
-        vec![Op::Read],
-    );
-    rule.executable_sha256 = None;
-    rule.source_sha256 = Some(h("source"));
-    rule.toolchain_profile = Some("morello-purecap".into());
-    let err = doc.add_allow_rule(rule).unwrap_err().to_string();
+    let err = PolicyDocument::default()
+        .add_allow_rule(source_rule(None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("needs services_anchor_sha256"), "{err}");
 }

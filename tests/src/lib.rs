@@ -521,6 +521,27 @@ impl Launcher {
     }
 
     /// `GET path`, expecting `status`; returns the JSON body.
+    /// Every row of a paged list (`/v1/programs`, `/v1/runs?…`): pages of
+    /// 1000 (the launcher's maximum), each after the last id of the one before.
+    pub async fn get_all(&self, path: &str) -> Vec<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut rows: Vec<Value> = Vec::new();
+        loop {
+            let after = rows
+                .last()
+                .map_or(String::new(), |r| format!("&after={}", r["id"]));
+            let page = self
+                .get(&format!("{path}{sep}limit=1000{after}"), 200)
+                .await;
+            let page = page.as_array().expect("a list").clone();
+            let done = page.len() < 1000;
+            rows.extend(page);
+            if done {
+                return rows;
+            }
+        }
+    }
+
     /// `PUT /v1/services/{id}`, expecting 201.
     pub async fn register_service(&self, id: &str, base_url: &str, ca_pem: &str) {
         let response = self

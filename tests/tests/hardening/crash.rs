@@ -381,10 +381,9 @@ async fn sigkill_during_uploads_builds_and_runs_loses_nothing_and_leaves_nothing
         // What runs under the launcher right now, and what is under way.
         let pid = launcher.pid().unwrap() as i64;
         let children: Vec<ProcessId> = descendants(pid);
-        let live_runs = launcher.get("/v1/runs", 200).await;
-        let live_runs = live_runs
-            .as_array()
-            .unwrap()
+        let live_runs = launcher
+            .get_all("/v1/runs")
+            .await
             .iter()
             .filter(|r| r["status"] == "running")
             .count();
@@ -415,13 +414,8 @@ async fn sigkill_during_uploads_builds_and_runs_loses_nothing_and_leaves_nothing
     }
 
     // Still serving as before: every confirmed program is there, and runs work.
-    let listed = launcher.get("/v1/programs", 200).await;
-    let ids: BTreeSet<i64> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_i64().unwrap())
-        .collect();
+    let listed = launcher.get_all("/v1/programs").await;
+    let ids: BTreeSet<i64> = listed.iter().map(|p| p["id"].as_i64().unwrap()).collect();
     assert!(
         ledger
             .uploads

@@ -28,6 +28,8 @@
 
 pub mod cheri;
 mod child;
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+mod child_fds;
 pub mod elf;
 mod error;
 mod layers;

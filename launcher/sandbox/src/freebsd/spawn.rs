@@ -12,6 +12,7 @@ use super::process::Process;
 use super::sysctl;
 use crate::cheri::{self, c18n};
 use crate::child::SandboxedChild;
+use crate::child_fds::ChildFds;
 use crate::error::SpawnError;
 use crate::layers::{Backend, Layer, LayerName};
 use crate::spec::{CHANNEL_FD, Program, SandboxSpec};
@@ -37,13 +38,7 @@ const STAGES: [&str; 9] = [
 ];
 
 fn high(fd: BorrowedFd<'_>, step: &'static str) -> Result<OwnedFd, SpawnError> {
-    // SAFETY: F_DUPFD_CLOEXEC on a valid descriptor.
-    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FIRST_CLOSED) };
-    if rc < 0 {
-        return Err(SpawnError::prepare(step)(io::Error::last_os_error()));
-    }
-    // SAFETY: a new descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(rc) })
+    crate::child_fds::dup_at_least(fd, FIRST_CLOSED, step)
 }
 
 fn cstring(what: &str, b: &[u8]) -> Result<CString, SpawnError> {
@@ -150,24 +145,17 @@ pub(crate) fn spawn(spec: SandboxSpec) -> Result<SandboxedChild, SpawnError> {
     envp_p.push(std::ptr::null());
     let workdir_c = cstring("working folder", workdir.as_os_str().as_bytes())?;
 
-    let devnull = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(SpawnError::prepare("opening /dev/null"))?;
-    let stdin = high(devnull.as_fd(), "stdin")?;
-    let stdout = high(
-        stdout.as_ref().map_or(devnull.as_fd(), |f| f.as_fd()),
-        "stdout",
+    let ChildFds {
+        stdin,
+        stdout,
+        stderr,
+        channel,
+    } = ChildFds::prepare(
+        stdout.as_ref(),
+        stderr.as_ref(),
+        channel.as_ref(),
+        FIRST_CLOSED,
     )?;
-    let stderr = high(
-        stderr.as_ref().map_or(devnull.as_fd(), |f| f.as_fd()),
-        "stderr",
-    )?;
-    let channel = match &channel {
-        Some(c) => Some(high(c.as_fd(), "channel")?),
-        None => None,
-    };
     let (exe_fd, exe_path) = match (&exe, &program_path) {
         (Some(exe), _) => (Some(high(exe.as_fd(), "executable")?), None),
         (None, Some(p)) => (

@@ -4,17 +4,16 @@
 //! this structure and makes system calls.
 
 use std::ffi::CString;
-use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use seccompiler::sock_filter;
 
 use super::{dac, landlock_rules, seccomp_filter};
+use crate::child_fds::ChildFds;
 use crate::elf::{ElfInfo, HEADER_WINDOW};
 use crate::error::SpawnError;
 use crate::layers::{Layer, LayerName};
@@ -133,10 +132,7 @@ fn cstring(what: &str, bytes: &[u8]) -> Result<CString, SpawnError> {
 /// Duplicates `fd` to a number >= 4, close-on-exec, so that the child's
 /// dup2 onto 0-3 can never overwrite a descriptor it still needs.
 fn above_stdio(fd: BorrowedFd<'_>, step: &'static str) -> Result<OwnedFd, SpawnError> {
-    let owned = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(FIRST_FREE_FD))
-        .map_err(|e| SpawnError::prepare(step)(io::Error::from(e)))?;
-    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that we own.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(owned) })
+    crate::child_fds::dup_at_least(fd, FIRST_FREE_FD, step)
 }
 
 fn pipe(step: &'static str) -> Result<(OwnedFd, OwnedFd), SpawnError> {
@@ -379,25 +375,17 @@ impl Prepared {
             None
         };
 
-        let devnull = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open("/dev/null")
-            .map_err(SpawnError::prepare("opening /dev/null"))?;
-        let stdin = above_stdio(devnull.as_fd(), "stdin")?;
-        let stdout = above_stdio(
-            stdout.as_ref().map_or(devnull.as_fd(), |f| f.as_fd()),
-            "stdout",
+        let ChildFds {
+            stdin,
+            stdout,
+            stderr,
+            channel,
+        } = ChildFds::prepare(
+            stdout.as_ref(),
+            stderr.as_ref(),
+            channel.as_ref(),
+            FIRST_FREE_FD,
         )?;
-        let stderr = above_stdio(
-            stderr.as_ref().map_or(devnull.as_fd(), |f| f.as_fd()),
-            "stderr",
-        )?;
-        let channel = match &channel {
-            Some(c) => Some(above_stdio(c.as_fd(), "channel")?),
-            None => None,
-        };
         let (sync_read, sync_write) = pipe("start pipe")?;
         let (err_read, err_write) = pipe("error pipe")?;
 

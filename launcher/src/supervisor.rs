@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -90,7 +90,24 @@ struct Inner {
     /// Status and output for followers (`GET /v1/runs/{id}/events`).
     events: Arc<RunEvents>,
     live: Mutex<HashMap<i64, LiveRun>>,
+    /// Admissions not yet submitted (see [`Admission`]).
+    admitted: AtomicUsize,
     accepting: AtomicBool,
+}
+
+/// A place among the live runs, taken by [`Supervisor::admit`] and held
+/// until the run is handed over ([`Supervisor::submit`]) or given up
+/// (dropped): requests admitted together cannot exceed the limit while
+/// their runs are being recorded.
+#[must_use = "an admission holds a place until it is submitted or dropped"]
+pub struct Admission {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.inner.admitted.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Clone)]
@@ -129,6 +146,7 @@ impl Supervisor {
                 channels,
                 events: Arc::new(RunEvents::new(output_limit.min(REPLAY_BYTES))),
                 live: Mutex::new(HashMap::new()),
+                admitted: AtomicUsize::new(0),
                 accepting: AtomicBool::new(true),
             }),
         }
@@ -151,26 +169,33 @@ impl Supervisor {
         self.live().len()
     }
 
-    /// Whether a new run may be created now.
-    pub fn admit(&self) -> Result<(), SubmitError> {
+    /// Takes a place for a new run, or says why there is none.
+    pub fn admit(&self) -> Result<Admission, SubmitError> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
         if let Some(refusal) = self.inner.compartment.refusal() {
             return Err(SubmitError::CompartmentUnavailable(refusal));
         }
-        let live = self.live_count();
-        if live >= self.inner.max_live {
+        // Counted under the lock `submit` inserts with, so that a run is
+        // never counted both as live and as admitted, nor as neither.
+        let live = self.live();
+        let taken = live.len() + self.inner.admitted.load(Ordering::SeqCst);
+        if taken >= self.inner.max_live {
             return Err(SubmitError::QueueFull {
-                live,
+                live: taken,
                 limit: self.inner.max_live,
             });
         }
-        Ok(())
+        self.inner.admitted.fetch_add(1, Ordering::SeqCst);
+        drop(live);
+        Ok(Admission {
+            inner: self.inner.clone(),
+        })
     }
 
-    /// Takes charge of a queued run.
-    pub fn submit(&self, launch: Launch) {
+    /// Takes charge of a queued run, in the place `admission` held.
+    pub fn submit(&self, admission: Admission, launch: Launch) {
         let id = launch.run.id;
         let (stop_tx, stop_rx) = watch::channel(None);
         let (done_tx, done_rx) = watch::channel(false);
@@ -179,14 +204,18 @@ impl Supervisor {
             let _ = stop_tx.send(Some(Stop::Shutdown));
         }
         self.inner.events.open(id);
-        self.live().insert(
-            id,
-            LiveRun {
-                stop: stop_tx,
-                done: done_rx,
-                task: None,
-            },
-        );
+        {
+            let mut live = self.live();
+            live.insert(
+                id,
+                LiveRun {
+                    stop: stop_tx,
+                    done: done_rx,
+                    task: None,
+                },
+            );
+            drop(admission);
+        }
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
             let (actor, end) = inner.execute(&launch, stop_rx).await;

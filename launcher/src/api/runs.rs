@@ -137,7 +137,7 @@ pub(super) async fn start(
     build_id: Option<i64>,
     params: RunParams,
 ) -> Result<programs_db::Run, ApiError> {
-    app.supervisor.admit()?;
+    let admission = app.supervisor.admit()?;
     let limits_json =
         serde_json::to_string(&params.limits).map_err(|e| ApiError::internal(e.to_string()))?;
     let (program, build, run) = app
@@ -177,11 +177,14 @@ pub(super) async fn start(
         .strip_suffix(".c")
         .unwrap_or(&program.name)
         .to_owned();
-    app.supervisor.submit(Launch {
-        run: run.clone(),
-        argv0,
-        executable_sha256,
-    });
+    app.supervisor.submit(
+        admission,
+        Launch {
+            run: run.clone(),
+            argv0,
+            executable_sha256,
+        },
+    );
     tracing::info!(
         run = run.id,
         program = program_id,

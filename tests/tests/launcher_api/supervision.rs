@@ -191,3 +191,56 @@ async fn output_is_captured_up_to_the_limit() {
     assert_eq!(done["stderr_truncated"], true);
     launcher.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_asked_for_at_once_never_exceed_the_limit() {
+    // One running and one queued at most: of twelve requests sent together,
+    // exactly two are accepted, however their database writes interleave.
+    let launcher = Launcher::start_with(LauncherOptions {
+        config: Some("[runs]\nmax_concurrent = 1\nmax_queued = 1\n".into()),
+        ..Default::default()
+    });
+    let program = built(&launcher, "loop.c").await;
+    let asks = (0..12).map(|_| {
+        let (client, url) = (
+            launcher.client().clone(),
+            launcher.url(&format!("/v1/programs/{program}/runs")),
+        );
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .json(&json!({"time_limit_s": 60}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        })
+    });
+    let mut accepted = Vec::new();
+    for ask in asks.collect::<Vec<_>>() {
+        let (status, body) = ask.await.unwrap();
+        match status {
+            202 => accepted.push(id(&body)),
+            503 => assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the limit is 2"),
+                "{body}"
+            ),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(accepted.len(), 2, "accepted {accepted:?}");
+    for run in accepted {
+        let cancel = launcher
+            .client()
+            .post(launcher.url(&format!("/v1/runs/{run}/cancel")))
+            .send()
+            .await
+            .unwrap();
+        expect(cancel, 200).await;
+    }
+    launcher.stop();
+}

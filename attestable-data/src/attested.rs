@@ -42,6 +42,15 @@ pub const BODY_VERSION: u32 = 1;
 /// the cache is full, requests are refused (`replay`) rather than a nonce forgotten.
 pub const MAX_REPLAY_ENTRIES: usize = 262_144;
 
+/// Largest body of `POST /attested/read` or `/attested/write` a service
+/// must accept: the largest envelope in base64, the largest run chain, and
+/// the JSON around them. (The fd-3 frame limit keeps a program's envelopes
+/// below [`crate::envelope::MAX_ENVELOPE_BYTES`]; a smaller body limit would refuse writes the
+/// program and the launcher accepted.)
+pub const MAX_REQUEST_BODY_BYTES: usize = crate::envelope::MAX_ENVELOPE_BYTES.div_ceil(3) * 4
+    + crate::verify::MAX_CHAIN_PEM_BYTES
+    + (64 << 10);
+
 /// Verified chains cached at most; past that the cache starts over.
 pub const MAX_CACHED_CHAINS: usize = 1024;
 

@@ -38,8 +38,8 @@ use crate::kind::ServiceKind;
 use crate::{messaging, store, taxi};
 use attestable_data::token::BearerToken;
 
-/// Largest body of an attested request (`docs/PROTOCOL.md`: 17 MiB).
-pub const MAX_ATTESTED_BODY: usize = 17 << 20;
+/// Largest body of an attested request (`docs/PROTOCOL.md`, Service endpoints).
+pub const MAX_ATTESTED_BODY: usize = attestable_data::attested::MAX_REQUEST_BODY_BYTES;
 /// Largest body of an operator request.
 pub const MAX_OPERATOR_BODY: usize = 64 << 10;
 /// Rows an operator list returns by default, and at most.

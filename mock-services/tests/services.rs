@@ -285,7 +285,7 @@ fn malformed_requests_get_400_with_a_reason() {
     let head = format!(
         "POST /attested/read HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
          content-length: {}\r\n\r\n",
-        20 << 20
+        attestable_data::attested::MAX_REQUEST_BODY_BYTES + 1
     );
     let response = raw_https(&services, "store", &head);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");

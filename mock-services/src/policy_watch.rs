@@ -24,12 +24,21 @@ pub fn default_policy_text(service: &str) -> String {
 }
 
 /// Loads the policy at `path`, writing the empty one first if there is none.
-pub fn load_or_create(path: &Path, service: &str) -> anyhow::Result<Policy> {
+/// Also returns the version of the file it loaded, taken *before* reading
+/// it, for [`PolicyWatch::new`]: an edit made while the service starts is
+/// then seen as a change and loaded, never taken for the version in force.
+pub fn load_or_create(path: &Path, service: &str) -> anyhow::Result<(Policy, Loaded)> {
     if !path.exists() {
         attestable_data::pki::write_atomic(path, default_policy_text(service).as_bytes(), 0o644)?;
     }
-    Policy::load(path).with_context(|| format!("loading the {service} policy"))
+    let loaded = Loaded(stamp(path));
+    let policy = Policy::load(path).with_context(|| format!("loading the {service} policy"))?;
+    Ok((policy, loaded))
 }
+
+/// The version of the policy file a service started with.
+#[derive(Debug, Clone, Copy)]
+pub struct Loaded(Option<Stamp>);
 
 /// What identifies a version of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +70,10 @@ pub struct PolicyWatch {
 }
 
 impl PolicyWatch {
-    /// Watches `path` for `verifier`, whose policy was just loaded from it.
-    pub fn new(path: PathBuf, verifier: Arc<ServiceVerifier>) -> Self {
-        let seen = Mutex::new(stamp(&path));
+    /// Watches `path` for `verifier`, whose policy was loaded from it as it
+    /// was at `loaded`.
+    pub fn new(path: PathBuf, verifier: Arc<ServiceVerifier>, loaded: Loaded) -> Self {
+        let seen = Mutex::new(loaded.0);
         Self {
             service: verifier.service_name().to_owned(),
             path,
@@ -113,5 +123,52 @@ impl PolicyWatch {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attestable_data::attested::ServiceIdentity;
+    use attestable_data::pki::{CertificateAuthority, ServerCertSpec, generate_p256_key};
+
+    fn verifier(policy: Policy) -> Arc<ServiceVerifier> {
+        let ca = CertificateAuthority::create_root("services CA", None, 1).unwrap();
+        let key = generate_p256_key().unwrap();
+        let certificate = ca
+            .issue_server_cert(
+                &key,
+                &ServerCertSpec {
+                    common_name: "store".into(),
+                    organization: None,
+                    dns_names: vec!["localhost".into()],
+                    ip_addresses: vec![],
+                    days: 1,
+                },
+            )
+            .unwrap();
+        Arc::new(ServiceVerifier::new(
+            ServiceIdentity {
+                name: "store".into(),
+                key,
+                certificate,
+            },
+            policy,
+        ))
+    }
+
+    #[test]
+    fn an_edit_made_while_the_service_starts_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        let (policy, loaded) = load_or_create(&path, "store").unwrap();
+        let verifier = verifier(policy);
+        // The operator's edit lands after the load, before the watch starts
+        // (the demo allows the program right after starting the services).
+        let edited = format!("{}# allowed at start-up\n", fs::read_to_string(&path).unwrap());
+        fs::write(&path, edited).unwrap();
+        let watch = PolicyWatch::new(path.clone(), verifier, loaded);
+        assert!(watch.poll(), "the edit was taken for the version in force");
+        assert!(!watch.poll(), "the same version is loaded once");
     }
 }

@@ -61,7 +61,7 @@ pub async fn start(kind: ServiceKind, config: ServiceConfig) -> anyhow::Result<R
         )
     };
     let policy_path = data.policy(kind);
-    let policy = policy_watch::load_or_create(&policy_path, kind.name())?;
+    let (policy, loaded) = policy_watch::load_or_create(&policy_path, kind.name())?;
     let verifier = Arc::new(ServiceVerifier::new(
         ServiceIdentity {
             name: kind.name().to_owned(),
@@ -70,7 +70,7 @@ pub async fn start(kind: ServiceKind, config: ServiceConfig) -> anyhow::Result<R
         },
         policy,
     ));
-    let watch = Arc::new(PolicyWatch::new(policy_path, verifier.clone()));
+    let watch = Arc::new(PolicyWatch::new(policy_path, verifier.clone(), loaded));
     let conn = crate::db::open(&data.database(kind), kind, unix_now())
         .with_context(|| format!("opening the {kind} database"))?;
     let service = Arc::new(Service {

@@ -4,9 +4,7 @@
 //! head and body stalls on Nagle's algorithm and the peer's delayed ACK, which
 //! cost the original CAMB launcher about 10 ms a hop.
 
-use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -373,20 +371,11 @@ fn is_transient_accept_error(err: &std::io::Error) -> bool {
     )
 }
 
-/// The address to print and write to an `.addr` file for a bound listener.
-pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
-    listener.local_addr()
-}
-
-// Keeps the `Infallible` import honest: routers never fail as services.
-const _: fn() = || {
-    fn assert_infallible<S: tower::Service<hyper::Request<Incoming>, Error = Infallible>>() {}
-    assert_infallible::<Router>();
-};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use crate::pki::{CertificateAuthority, ServerCertSpec, generate_p256_key};
     use axum::routing::get;
     use openssl::ssl::{SslConnector, SslStream as BlockingTls, SslVerifyMode};

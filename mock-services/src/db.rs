@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use attestable_data::encoding::UnixTime;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use serde::Serialize;
 
 use crate::kind::ServiceKind;
@@ -272,21 +272,22 @@ pub fn recent_audit(conn: &Connection, limit: u32) -> Result<Vec<AuditRow>, DbEr
     Ok(rows)
 }
 
-/// One row's single integer (a count, an id), if the query returns a row.
-pub(crate) fn query_i64(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Option<i64>, DbError> {
-    conn.query_row(sql, params, |r| r.get(0))
-        .optional()
-        .context("query")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::OptionalExtension;
     use std::os::unix::fs::PermissionsExt;
+
+    /// One row's single integer (a count, an id), if the query returns a row.
+    fn query_i64(
+        conn: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<i64>, DbError> {
+        conn.query_row(sql, params, |r| r.get(0))
+            .optional()
+            .context("query")
+    }
 
     #[test]
     fn databases_are_private_versioned_and_seeded_once() {

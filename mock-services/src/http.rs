@@ -573,7 +573,7 @@ async fn new_sale(
             );
             Ok(json_response(
                 201,
-                serde_json::to_value(&sale).unwrap_or(Value::Null),
+                serde_json::to_value(&sale).expect("a sale serializes"),
             ))
         }
         Err(store::SaleError::Invalid(m)) => Err(ApiError::bad_request(m)),

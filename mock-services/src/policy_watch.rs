@@ -165,7 +165,10 @@ mod tests {
         let verifier = verifier(policy);
         // The operator's edit lands after the load, before the watch starts
         // (the demo allows the program right after starting the services).
-        let edited = format!("{}# allowed at start-up\n", fs::read_to_string(&path).unwrap());
+        let edited = format!(
+            "{}# allowed at start-up\n",
+            fs::read_to_string(&path).unwrap()
+        );
         fs::write(&path, edited).unwrap();
         let watch = PolicyWatch::new(path.clone(), verifier, loaded);
         assert!(watch.poll(), "the edit was taken for the version in force");

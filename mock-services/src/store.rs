@@ -307,8 +307,9 @@ pub fn add_sale(conn: &mut Connection, new: &NewSale, now: i64) -> Result<SaleVi
     let tx = conn.transaction()?;
     let customer_id = match (&new.customer_id, &new.customer) {
         (Some(id), None) => {
-            let exists = crate::db::query_i64(&tx, "SELECT id FROM customers WHERE id = ?1", [id])
-                .map_err(|e| bad(e.to_string()))?;
+            let exists: Option<i64> = tx
+                .query_row("SELECT id FROM customers WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
             exists.ok_or_else(|| bad(format!("customer_id: no customer {id}")))?
         }
         (None, Some(c)) => {
@@ -328,7 +329,7 @@ pub fn add_sale(conn: &mut Connection, new: &NewSale, now: i64) -> Result<SaleVi
         }
     };
     if !new.items.is_empty() {
-        let sum = items_total(&tx, &new.items).map_err(bad)?;
+        let sum = items_total(&tx, &new.items)?;
         if sum != new.total {
             return Err(bad(format!(
                 "total: expected the items' sum {sum}, found {}",
@@ -338,33 +339,34 @@ pub fn add_sale(conn: &mut Connection, new: &NewSale, now: i64) -> Result<SaleVi
     }
     let id = insert_sale(&tx, customer_id, new.total, now, &new.items)?;
     tx.commit()?;
-    sale(conn, id)?.ok_or_else(|| bad("the new sale vanished".into()))
+    // Committed just above: not finding it is the database's failure.
+    sale(conn, id)?.ok_or(SaleError::Database(rusqlite::Error::QueryReturnedNoRows))
 }
 
-fn items_total(conn: &Connection, items: &[NewItem]) -> Result<Cents, String> {
+/// The items' sum; a database failure is not the client's, so it stays one.
+fn items_total(conn: &Connection, items: &[NewItem]) -> Result<Cents, SaleError> {
+    let bad = |m: String| SaleError::Invalid(m);
     let mut sum = 0i64;
     let mut seen = Vec::new();
     for item in items {
         if !(1..=1000).contains(&item.quantity) {
-            return Err(format!(
+            return Err(bad(format!(
                 "items: quantity expected 1 to 1000, found {}",
                 item.quantity
-            ));
+            )));
         }
         if seen.contains(&item.product_id) {
-            return Err(format!(
+            return Err(bad(format!(
                 "items: product {} listed twice; give its quantity once",
                 item.product_id
-            ));
+            )));
         }
         seen.push(item.product_id);
-        let price = crate::db::query_i64(
-            conn,
-            "SELECT price_cents FROM products WHERE id = ?1",
-            [item.product_id],
-        )
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("items: no product {}", item.product_id))?;
+        let price: i64 = conn
+            .prepare_cached("SELECT price_cents FROM products WHERE id = ?1")?
+            .query_row([item.product_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| bad(format!("items: no product {}", item.product_id)))?;
         sum += price * i64::from(item.quantity);
     }
     Ok(Cents(sum))

@@ -196,9 +196,15 @@ impl Api {
         path: &str,
         subject: Subject<'_>,
     ) -> Result<Response> {
-        let response = request
-            .send()
+        let request = request
+            .build()
             .map_err(|e| self.transport(method, path, e))?;
+        // What a timeout error names: this request's own (a build's is long).
+        let waited = request.timeout().copied().unwrap_or(REQUEST_TIMEOUT);
+        let response = self
+            .http
+            .execute(request)
+            .map_err(|e| self.transport_within(method, path, e, waited))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -209,11 +215,22 @@ impl Api {
 
     /// A transport failure: refused, TLS, timeout, or something else on the way.
     pub fn transport(&self, method: &str, path: &str, err: reqwest::Error) -> CliError {
+        self.transport_within(method, path, err, REQUEST_TIMEOUT)
+    }
+
+    /// [`Api::transport`] of a request that had `timeout` to answer.
+    fn transport_within(
+        &self,
+        method: &str,
+        path: &str,
+        err: reqwest::Error,
+        timeout: Duration,
+    ) -> CliError {
         let url = self.conn.url.clone();
         if err.is_timeout() {
             return CliError::Timeout {
                 url,
-                seconds: REQUEST_TIMEOUT.as_secs(),
+                seconds: timeout.as_secs(),
             };
         }
         let mut messages = Vec::new();
@@ -360,4 +377,39 @@ fn json_body(response: Response, method: &str, path: &str) -> Result<Value> {
         request: format!("{method} {path}"),
         detail: format!("the body is not JSON ({e})"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attestable_data::pki::CertificateAuthority;
+
+    #[test]
+    fn a_timeout_names_the_time_its_request_had() {
+        // A listener that accepts and never answers: the TLS handshake waits.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let root = CertificateAuthority::create_root("test root", None, 1).unwrap();
+        let api = Api::new(Connection {
+            url,
+            token: "t".into(),
+            token_file: "api-token".into(),
+            ca_pem: root.certificate().to_pem().unwrap(),
+            ca_file: "root.pem".into(),
+            data_dir: None,
+        })
+        .unwrap();
+        let request = api
+            .http
+            .post(api.url("/v1/programs/1/builds"))
+            .timeout(Duration::from_secs(2));
+        let err = api
+            .send(request, "POST", "/v1/programs/1/builds", Subject::None)
+            .unwrap_err();
+        drop(listener);
+        assert!(
+            matches!(err, CliError::Timeout { seconds: 2, .. }),
+            "{err:?}"
+        );
+    }
 }

@@ -371,15 +371,14 @@ fn is_transient_accept_error(err: &std::io::Error) -> bool {
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
     use crate::pki::{CertificateAuthority, ServerCertSpec, generate_p256_key};
     use axum::routing::get;
     use openssl::ssl::{SslConnector, SslStream as BlockingTls, SslVerifyMode};
     use std::io::{Read, Write};
+    use std::net::SocketAddr;
 
     /// A server on 127.0.0.1:0 with a certificate for `localhost` from a
     /// fresh root; stopped (and checked to stop cleanly) by [`TestServer::stop`].

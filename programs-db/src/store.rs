@@ -48,20 +48,6 @@ impl Sha256Hex {
         Self::from_digest(openssl::sha::sha256(bytes))
     }
 
-    /// SHA-256 of everything `reader` yields.
-    pub fn of_reader(mut reader: impl Read) -> io::Result<Self> {
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => return Ok(Self::from_digest(hasher.finish())),
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
